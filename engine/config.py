@@ -1,0 +1,250 @@
+"""Settings: a TOML file plus ``IZ_*`` environment overrides, validated in one place.
+
+The file lives at :func:`engine.paths.config_file`. Any setting can be overridden from the environment as
+``IZ_<SECTION>__<KEY>`` (for example ``IZ_RUN__N_DEV=10`` or ``IZ_GENERATOR__MODEL=/models/qwen``), and
+``IZ_ENDPOINT`` picks the default endpoint profile. Every bad field is reported at once, one line each, naming
+where it came from (file and key, or the variable), what was expected and what was found.
+
+API keys never live here: an endpoint profile names the environment variable that holds its key
+(``api_key_env``), and the key is read from the environment only when a request is made.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from engine import paths
+from engine.errors import ConfigError
+
+EMBEDDED = "embedded"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class GeneratorSettings(_Strict):
+    """The local open-source model that turns soft prompts into instructions."""
+
+    model: str | None = Field(
+        default=None,
+        description="A Hugging Face model folder, a .gguf file, or a hub id; empty = the bundled SmolLM2-135M.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_new_tokens: int = Field(default=32, ge=4, le=512)
+    batch_size: int = Field(default=8, ge=1, le=256)
+
+
+class EndpointProfile(_Strict):
+    """An OpenAI-compatible black box. ``base_url = "embedded"`` starts the bundled llama.cpp server."""
+
+    base_url: str = EMBEDDED
+    model: str = "smollm2-135m-instruct"
+    api_key_env: str | None = Field(
+        default=None, description="NAME of the environment variable that holds the API key (never the key)."
+    )
+    api: Literal["chat", "completions"] = "chat"
+    max_tokens: int = Field(default=32, ge=1, le=4096)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    stop: list[str] = Field(default_factory=lambda: ["\n\n"])
+    timeout_s: float = Field(default=60.0, gt=0)
+    concurrency: int = Field(default=8, ge=1, le=256)
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    max_retries: int = Field(default=5, ge=0, le=20)
+
+    @property
+    def embedded(self) -> bool:
+        return self.base_url == EMBEDDED
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if v != EMBEDDED and not v.startswith(("http://", "https://")):
+            raise ValueError(f"'embedded' or an http(s) URL such as http://127.0.0.1:8000/v1, not {v!r}")
+        return v.rstrip("/")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _key_env(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not v.replace("_", "").isalnum() or v[0].isdigit() or v.startswith(("sk-", "sk_")):
+            raise ValueError("the NAME of an environment variable (like OPENAI_API_KEY), not a key itself")
+        return v
+
+    def public(self) -> dict[str, Any]:
+        """What may be stored or shown: everything here is safe (the key itself is never in a profile)."""
+        return self.model_dump()
+
+
+class RunSettings(_Strict):
+    """Defaults for a run; every one of them can be changed per run."""
+
+    method: Literal["instructzero", "random", "ape", "manual"] = "instructzero"
+    intrinsic_dim: int = Field(default=10, ge=1, le=1024)
+    n_soft_tokens: int = Field(default=5, ge=1, le=64)
+    projection: Literal["uniform", "normal"] = "uniform"
+    n_init: int = Field(default=25, ge=1)
+    n_iterations: int = Field(default=5, ge=0)
+    batch_size: int = Field(default=25, ge=1)
+    n_dev: int = Field(default=20, ge=1)
+    n_test: int = Field(default=100, ge=0)
+    n_demos: int = Field(default=5, ge=0)
+    seed: int = 0
+    kernel: Literal["coupled", "matern"] = "coupled"
+    optimizer: Literal["cmaes", "botorch"] = "cmaes"
+    ape_temperature: float = Field(default=1.0, gt=0.0, le=2.0)
+    budget_evaluations: int | None = Field(default=None, ge=1, description="default: n_init + n_iterations * batch")
+    budget_calls: int | None = Field(default=None, ge=1)
+    budget_tokens: int | None = Field(default=None, ge=1)
+
+    @property
+    def evaluations(self) -> int:
+        """The evaluation budget: explicit, or what the Sobol start plus the BO iterations would spend."""
+        if self.budget_evaluations is not None:
+            return self.budget_evaluations
+        return self.n_init + self.n_iterations * self.batch_size
+
+
+class Config(_Strict):
+    generator: GeneratorSettings = Field(default_factory=GeneratorSettings)
+    default_endpoint: str = EMBEDDED
+    endpoints: dict[str, EndpointProfile] = Field(default_factory=dict)
+    run: RunSettings = Field(default_factory=RunSettings)
+
+    @model_validator(mode="after")
+    def _embedded_profile(self) -> Config:
+        if EMBEDDED not in self.endpoints:
+            self.endpoints[EMBEDDED] = EndpointProfile()
+        if self.default_endpoint not in self.endpoints:
+            known = ", ".join(sorted(self.endpoints))
+            raise ValueError(f"a profile defined under [endpoints] ({known}), not {self.default_endpoint!r}")
+        return self
+
+    def endpoint(self, name_or_url: str | None = None, model: str | None = None) -> tuple[str, EndpointProfile]:
+        """Resolve a profile name or a bare URL (``--endpoint``) to a profile, with an optional model override."""
+        name = name_or_url or self.default_endpoint
+        if name in self.endpoints:
+            prof = self.endpoints[name]
+        elif name.startswith(("http://", "https://")):
+            prof = EndpointProfile(base_url=name, model=model or "default")
+        else:
+            known = ", ".join(sorted(self.endpoints))
+            raise ConfigError(
+                f"unknown endpoint {name!r}",
+                f"use one of the profiles ({known}) or an http(s) URL, or add [endpoints.{name}] to "
+                f"{paths.config_file()}",
+            )
+        if model:
+            prof = prof.model_copy(update={"model": model})
+        return name, prof
+
+
+def _env_overrides(environ: dict[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """Nest ``IZ_A__B=v`` into ``{"a": {"b": "v"}}``; remember which variable set each key."""
+    tree: dict[str, Any] = {}
+    origin: dict[tuple[str, ...], str] = {}
+    for var, value in environ.items():
+        if var == "IZ_ENDPOINT":
+            tree["default_endpoint"] = value
+            origin[("default_endpoint",)] = var
+            continue
+        if not var.startswith("IZ_") or "__" not in var:
+            continue
+        keys = tuple(k.lower() for k in var[3:].split("__"))
+        node = tree
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[keys[-1]] = _parse_env_value(value)
+            origin[keys] = var
+    return tree, origin
+
+
+def _parse_env_value(value: str) -> Any:
+    """Read a variable as TOML when it is a TOML value (numbers, lists, booleans), else as a plain string."""
+    try:
+        return tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        return value
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: Path | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Read the file (if any) and the environment; raise one :class:`ConfigError` listing every bad field."""
+    path = path or paths.config_file()
+    environ = dict(os.environ if environ is None else environ)
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not UTF-8 text", "save the configuration file as UTF-8") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}", "fix the syntax at that line") from None
+    env_tree, origin = _env_overrides(environ)
+    merged = _merge(data, env_tree)
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path, origin), f"edit {path} or the IZ_* variable named above") from None
+
+
+def _describe(exc: ValidationError, path: Path, origin: dict[tuple[str, ...], str]) -> str:
+    lines = [f"invalid configuration ({len(exc.errors())} problem{'s' if len(exc.errors()) > 1 else ''}):"]
+    for err in exc.errors():
+        loc = tuple(str(p) for p in err["loc"])
+        key = ".".join(loc) or "(top level)"
+        where = origin.get(loc) or f"{path} [{key}]"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            hint = " (an API key never goes in the config: set api_key_env to the NAME of a variable)" if (
+                "key" in key.lower()) else ""
+            lines.append(f"  {where}: unknown setting {key!r}{hint}")
+            continue
+        found = err.get("input")
+        shown = "<secret hidden>" if "key" in key.lower() else repr(found)
+        lines.append(f"  {where}: {key}: expected {msg}; found {shown}")
+    return "\n".join(lines)
+
+
+def default_config_text() -> str:
+    """A commented starting file for ``iz config init``."""
+    return """# InstructZero configuration. Every setting can be overridden as IZ_<SECTION>__<KEY> in the environment.
+default_endpoint = "embedded"
+
+[generator]
+# model = "/path/to/hf-model-folder-or-file.gguf"   # default: the bundled SmolLM2-135M-Instruct
+device = "auto"
+
+[run]
+intrinsic_dim = 10
+n_soft_tokens = 5
+n_init = 25
+n_iterations = 5
+batch_size = 25
+n_dev = 20
+n_test = 100
+n_demos = 5
+seed = 0
+
+# [endpoints.openai]
+# base_url = "https://api.openai.com/v1"
+# model = "gpt-4o-mini"
+# api_key_env = "OPENAI_API_KEY"   # the NAME of the variable, never the key
+# concurrency = 8
+# requests_per_minute = 500
+"""

@@ -1,0 +1,43 @@
+"""Where InstructZero keeps its files.
+
+XDG locations by default (through platformdirs), overridable so tests and users can sandbox everything:
+``IZ_HOME`` moves the data folder (history database, user tasks, logs), ``IZ_CONFIG`` the configuration file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+APP = "instructzero"
+
+
+def home() -> Path:
+    """The data folder: ``$IZ_HOME`` or the XDG data dir."""
+    env = os.environ.get("IZ_HOME")
+    return Path(env).expanduser() if env else Path(platformdirs.user_data_dir(APP))
+
+
+def config_file() -> Path:
+    """The configuration file: ``$IZ_CONFIG`` or ``config.toml`` in the XDG config dir."""
+    env = os.environ.get("IZ_CONFIG")
+    return Path(env).expanduser() if env else Path(platformdirs.user_config_dir(APP)) / "config.toml"
+
+
+def history_db() -> Path:
+    return home() / "history.db"
+
+
+def user_tasks_dir() -> Path:
+    return home() / "tasks"
+
+
+def builtin_tasks_dir() -> Path:
+    """The tasks shipped with the project (the repository's ``tasks/`` folder)."""
+    return Path(__file__).resolve().parent.parent / "tasks"
+
+
+def logs_dir() -> Path:
+    return home() / "logs"

@@ -1,0 +1,490 @@
+"""The one core: run a method on a task, resume it, rerank candidates. Every front end calls this.
+
+Why it is shaped this way:
+- Everything a run does reaches the store as it happens (candidates when proposed, scores with their outputs in
+  one transaction), so a run killed at any point can be resumed: proposed-but-unscored candidates are re-scored,
+  and the black-box cache answers every call that had finished, so nothing is paid twice.
+- The BO code is ask/tell (it never calls the black box itself), so this module owns budgets, dedup, events and
+  persistence in one place for every method.
+- Heavy things (the generator, the embedded server) are created once per Engine and kept warm across runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.config import Config, EndpointProfile, RunSettings, load_config
+from engine.errors import EndpointError, IZError
+from engine.events import (
+    CandidateProposed,
+    CandidateScored,
+    Event,
+    IterationDone,
+    RerankProgress,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    Status,
+)
+from engine.store import History, open_history
+from engine.tasks import Example, Splits, Task, load_task, make_splits
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[Event], None]
+METHODS = ("instructzero", "random", "ape", "manual")
+
+
+def _noop(_: Event) -> None:
+    return None
+
+
+@dataclass
+class _RunState:
+    """Counters of one run. Rebuilt from the store on resume, so they are never the only copy."""
+
+    run_id: int
+    task: Task
+    splits: Splits
+    settings: RunSettings
+    endpoint_name: str
+    profile: EndpointProfile
+    instructions: list[str]
+    budget: int
+    evaluations: int = 0
+    calls: int = 0
+    calls_saved: int = 0
+    evaluations_saved: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds_before: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+    best_id: int | None = None
+    best_score: float = -math.inf
+    best_instruction: str | None = None
+    stop_reason: str | None = None
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def seconds(self) -> float:
+        return self.seconds_before + time.monotonic() - self.started
+
+    def totals(self) -> dict[str, Any]:
+        return {
+            "evaluations": self.evaluations,
+            "calls": self.calls,
+            "calls_saved": self.calls_saved,
+            "evaluations_saved": self.evaluations_saved,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "seconds": round(self.seconds, 3),
+            "best_candidate_id": self.best_id,
+            "best_instruction": self.best_instruction,
+            "best_dev_score": None if self.best_id is None else self.best_score,
+        }
+
+    def budget_hit(self) -> str | None:
+        s = self.settings
+        if self.evaluations >= self.budget:
+            return "evaluations"
+        if s.budget_calls is not None and self.calls >= s.budget_calls:
+            return "calls"
+        if s.budget_tokens is not None and self.tokens >= s.budget_tokens:
+            return "tokens"
+        return None
+
+
+class Engine:
+    """Holds the warm parts (generator, black-box clients, embedded server) and runs methods on tasks."""
+
+    def __init__(self, config: Config | None = None, history: History | None = None) -> None:
+        self.config = config or load_config()
+        self.history = history or open_history()
+        self._generator: Any = None
+        self._blackboxes: dict[str, Any] = {}
+        self._embedded: Any = None
+        self._lock: asyncio.Lock | None = None
+
+    # -- warm parts ---------------------------------------------------------------------------------------
+    def _alock(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    async def generator(self, emit: Emit = _noop, run_id: int = 0) -> Any:
+        """The local model, loaded once per process (it takes seconds; every run after the first reuses it)."""
+        async with self._alock():
+            if self._generator is None:
+                emit(Status(run_id, "loading the generator model"))
+                from engine.generator import Generator
+
+                g = self.config.generator
+                self._generator = await asyncio.to_thread(
+                    Generator, g.model, g.device, g.max_new_tokens, g.batch_size
+                )
+            return self._generator
+
+    async def blackbox(self, name: str, profile: EndpointProfile, emit: Emit = _noop, run_id: int = 0) -> Any:
+        """One client per endpoint profile; the embedded server is started on first use and shared."""
+        from engine.blackbox import BlackBox
+
+        key = f"{name}|{profile.model_dump_json()}"
+        async with self._alock():
+            if key not in self._blackboxes:
+                base_url, identity = None, None
+                if profile.embedded:
+                    from engine.embedded import EmbeddedServer
+
+                    if self._embedded is None:
+                        emit(Status(run_id, "starting the embedded llama.cpp server"))
+                        self._embedded = EmbeddedServer.shared()
+                        await asyncio.to_thread(self._embedded.start)
+                    base_url = self._embedded.base_url
+                    identity = self._embedded.cache_identity
+                self._blackboxes[key] = BlackBox(profile, self.history, base_url=base_url, cache_identity=identity)
+            return self._blackboxes[key]
+
+    async def aclose(self) -> None:
+        for bb in self._blackboxes.values():
+            await bb.aclose()
+        self._blackboxes.clear()
+        if self._embedded is not None:
+            await asyncio.to_thread(self._embedded.stop)
+            self._embedded = None
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "generator_loaded": self._generator is not None,
+            "embedded_url": getattr(self._embedded, "base_url", None),
+            "history": str(self.history.path),
+        }
+
+    # -- runs ---------------------------------------------------------------------------------------------
+    def create_run(
+        self,
+        task_name: str,
+        settings: RunSettings | None = None,
+        *,
+        endpoint: str | None = None,
+        model: str | None = None,
+        instructions: Sequence[str] = (),
+    ) -> int:
+        """Validate everything that can be checked cheaply, then record the run. Returns its id."""
+        settings = settings or self.config.run
+        task = load_task(task_name)
+        make_splits(task, n_demos=settings.n_demos, n_dev=settings.n_dev, n_test=settings.n_test, seed=settings.seed)
+        name, profile = self.config.endpoint(endpoint, model)
+        if settings.method == "manual" and not instructions:
+            raise IZError("the manual method needs instructions to score", "pass --instruction TEXT (repeatable)")
+        stored = settings.model_dump()
+        stored["instructions"] = list(instructions)
+        return self.history.create_run(task.name, settings.method, stored, {"name": name, **profile.public()})
+
+    async def run(
+        self,
+        task_name: str,
+        settings: RunSettings | None = None,
+        *,
+        endpoint: str | None = None,
+        model: str | None = None,
+        instructions: Sequence[str] = (),
+        emit: Emit = _noop,
+        cancel: asyncio.Event | None = None,
+    ) -> dict[str, Any]:
+        run_id = self.create_run(task_name, settings, endpoint=endpoint, model=model, instructions=instructions)
+        return await self.execute(run_id, emit=emit, cancel=cancel)
+
+    async def execute(
+        self, run_id: int, *, emit: Emit = _noop, cancel: asyncio.Event | None = None, resumed: bool = False
+    ) -> dict[str, Any]:
+        """Run (or continue) a recorded run to its budget. Idempotent: calling it again resumes."""
+        cancel = cancel or asyncio.Event()
+        row = self.history.run(run_id)
+        if row["status"] == "finished":
+            return self.summary(run_id)
+        try:
+            state = self._load_state(row)
+            self.history.update_run(run_id, status="running", started_at=row["started_at"] or _now(), error=None)
+            emit(RunStarted(run_id, state.task.name, state.settings.method, state.budget, resumed, state.splits.notes))
+            await self._execute(state, emit, cancel)
+            money = state.stop_reason in ("calls", "tokens")
+            status = "cancelled" if cancel.is_set() else ("stopped" if money else "finished")
+            if not cancel.is_set() and not money:
+                await self._score_best_on_test(state, emit)
+            self.history.update_run(
+                run_id, status=status, stop_reason=state.stop_reason, finished_at=_now(), **state.totals()
+            )
+            summary = self.summary(run_id)
+            emit(RunFinished(run_id, status, state.stop_reason, summary))
+            return summary
+        except IZError as exc:
+            self._fail(run_id, exc, emit)
+            raise
+        except Exception as exc:  # a bug: keep the run resumable and say what happened
+            log.exception("run %s failed", run_id)
+            err = IZError(f"run {run_id} failed: {type(exc).__name__}: {exc}",
+                          f"see the engine log; resume later with `iz run --resume {run_id}`")
+            self._fail(run_id, err, emit)
+            raise err from exc
+
+    async def resume(self, run_id: int, *, emit: Emit = _noop, cancel: asyncio.Event | None = None) -> dict[str, Any]:
+        return await self.execute(run_id, emit=emit, cancel=cancel, resumed=True)
+
+    def _fail(self, run_id: int, exc: IZError, emit: Emit) -> None:
+        try:
+            self.history.update_run(run_id, status="failed", error=str(exc), finished_at=_now())
+        finally:
+            emit(RunFailed(run_id, exc.problem, exc.fix))
+
+    def _load_state(self, row: dict[str, Any]) -> _RunState:
+        stored = dict(row["settings"])
+        instructions = stored.pop("instructions", [])
+        settings = RunSettings.model_validate(stored)
+        task = load_task(row["task"])
+        splits = make_splits(
+            task, n_demos=settings.n_demos, n_dev=settings.n_dev, n_test=settings.n_test, seed=settings.seed
+        )
+        ep = dict(row["endpoint"])
+        name = ep.pop("name", "embedded")
+        profile = EndpointProfile.model_validate(ep)
+        budget = len(instructions) if settings.method == "manual" else settings.evaluations
+        state = _RunState(row["id"], task, splits, settings, name, profile, instructions, budget,
+                          seconds_before=row["seconds"] or 0.0)
+        for c in self.history.candidates(row["id"], status="scored"):
+            state.evaluations += 1
+            state.calls += c["calls"] or 0
+            state.calls_saved += c["calls_saved"] or 0
+            state.evaluations_saved += int(c["duplicate_of"] is not None)
+            if c["duplicate_of"] is None:
+                state.prompt_tokens += c["prompt_tokens"] or 0
+                state.completion_tokens += c["completion_tokens"] or 0
+            self._track_best(state, c["id"], c["dev_score"], c["instruction"])
+        return state
+
+    @staticmethod
+    def _track_best(state: _RunState, cid: int, score: float, instruction: str) -> bool:
+        if score > state.best_score:
+            state.best_id, state.best_score, state.best_instruction = cid, score, instruction
+            return True
+        return False
+
+    async def _execute(self, state: _RunState, emit: Emit, cancel: asyncio.Event) -> None:
+        bb = await self.blackbox(state.endpoint_name, state.profile, emit, state.run_id)
+        iteration = 0
+        while not cancel.is_set():
+            existing = [c for c in self.history.candidates(state.run_id) if c["iteration"] == iteration]
+            if not existing:
+                state.stop_reason = state.budget_hit()
+                if state.stop_reason:
+                    break
+                total = len(self.history.candidates(state.run_id))
+                room = state.budget - total
+                if room <= 0:
+                    break
+                existing = await self._propose(state, iteration, total, room, emit)
+                if not existing:
+                    break
+            for cand in existing:
+                if cand["status"] == "scored":
+                    continue
+                if cancel.is_set():
+                    return
+                state.stop_reason = state.budget_hit()
+                if state.stop_reason:
+                    return
+                await self._score_candidate(state, bb, cand, emit)
+            emit(IterationDone(state.run_id, iteration, state.best_score, state.evaluations))
+            iteration += 1
+
+    async def _propose(
+        self, state: _RunState, iteration: int, position: int, room: int, emit: Emit
+    ) -> list[dict[str, Any]]:
+        """Make the next batch of candidates and record them before any of them is scored."""
+        s = state.settings
+        method = s.method
+        demos = state.splits.demos
+        zs: list[list[float] | None]
+        if method == "manual":
+            texts = state.instructions[position : position + room]
+            zs = [None] * len(texts)
+        elif method == "ape":
+            n = min(room, s.batch_size if iteration else max(s.n_init, 1))
+            gen = await self.generator(emit, state.run_id)
+            emit(Status(state.run_id, f"sampling {n} instructions (APE)"))
+            texts = await asyncio.to_thread(gen.sample, demos, n, s.ape_temperature, s.seed * 1000 + iteration)
+            zs = [None] * len(texts)
+        else:
+            gen = await self.generator(emit, state.run_id)
+            n = min(room, s.n_init if iteration == 0 else s.batch_size)
+            Z = await asyncio.to_thread(self._next_points, state, iteration, n)
+            emit(Status(state.run_id, f"writing {n} instructions from soft prompts"))
+            proj = await asyncio.to_thread(gen.projection, s.intrinsic_dim, s.n_soft_tokens, s.seed, s.projection)
+            texts = await asyncio.to_thread(gen.instructions, Z, demos, proj, s.n_soft_tokens)
+            zs = [[float(v) for v in row] for row in Z.tolist()]
+        with self.history.transaction():
+            ids = [
+                self.history.add_candidate(state.run_id, iteration, position + i, z, text)
+                for i, (z, text) in enumerate(zip(zs, texts, strict=True))
+            ]
+        for i, (cid, text) in enumerate(zip(ids, texts, strict=True)):
+            emit(CandidateProposed(state.run_id, cid, iteration, position + i, text))
+        return [self.history.candidate(cid) for cid in ids]
+
+    def _next_points(self, state: _RunState, iteration: int, n: int) -> Any:
+        import torch
+
+        from engine import bo
+
+        s = state.settings
+        d = s.intrinsic_dim
+        if s.method == "random":
+            g = torch.Generator().manual_seed(s.seed * 1000 + iteration)
+            return torch.rand(n, d, generator=g, dtype=torch.float64) * 2 - 1
+        if iteration == 0:
+            return bo.sobol_points(n, d, s.seed)
+        scored = [c for c in self.history.candidates(state.run_id, status="scored") if c["z"] is not None]
+        Z = torch.tensor([c["z"] for c in scored], dtype=torch.float64)
+        S = torch.tensor([c["scores"] for c in scored], dtype=torch.float64)
+        y = torch.tensor([c["dev_score"] for c in scored], dtype=torch.float64)
+        return bo.propose(Z, S, y, n, seed=s.seed * 1000 + iteration, kernel=s.kernel, optimizer=s.optimizer)
+
+    async def _score_candidate(self, state: _RunState, bb: Any, cand: dict[str, Any], emit: Emit) -> None:
+        """Score one candidate on dev, unless the run already scored the same instruction (then reuse it)."""
+        from engine.blackbox import score_instruction
+
+        dup = self.history.scored_instruction(state.run_id, cand["instruction"])
+        if dup is not None:
+            scores, mean, outputs, dup_id = dup["scores"], dup["dev_score"], [], dup["id"]
+            state.evaluations_saved += 1
+            state.calls_saved += len(scores)
+        else:
+            result = await score_instruction(bb, state.task, cand["instruction"], state.splits.dev)
+            scores, mean, outputs, dup_id = result.per_example, result.mean, result.outputs, None
+            paid = sum(0 if o["cache_hit"] else 1 for o in outputs)
+            state.calls += paid
+            state.calls_saved += len(outputs) - paid
+            state.prompt_tokens += sum(o.get("prompt_tokens") or 0 for o in outputs)
+            state.completion_tokens += sum(o.get("completion_tokens") or 0 for o in outputs)
+        state.evaluations += 1
+        is_best = self._track_best(state, cand["id"], mean, cand["instruction"])
+        self.history.record_score(
+            cand["id"], dev_score=mean, scores=scores, outputs=outputs, duplicate_of=dup_id,
+            run_totals=state.totals(),
+        )
+        emit(CandidateScored(
+            state.run_id, cand["id"], cand["iteration"], cand["position"], cand["instruction"], mean,
+            dup_id is not None or (bool(outputs) and all(o["cache_hit"] for o in outputs)), dup_id,
+            state.evaluations, state.budget, state.calls, state.calls_saved, state.best_score,
+            state.best_id or cand["id"], is_best,
+        ))
+
+    async def _score_best_on_test(self, state: _RunState, emit: Emit) -> None:
+        if state.best_id is None or not state.splits.test:
+            return
+        if any(sc["kind"] == "test" for sc in self.history.scores(state.best_id)):
+            return
+        from engine.blackbox import score_instruction
+
+        emit(Status(state.run_id, f"scoring the best instruction on {len(state.splits.test)} test examples"))
+        bb = await self.blackbox(state.endpoint_name, state.profile, emit, state.run_id)
+        result = await score_instruction(bb, state.task, state.best_instruction or "", state.splits.test)
+        paid = sum(0 if o["cache_hit"] else 1 for o in result.outputs)
+        state.calls += paid
+        state.calls_saved += len(result.outputs) - paid
+        state.prompt_tokens += sum(o.get("prompt_tokens") or 0 for o in result.outputs)
+        state.completion_tokens += sum(o.get("completion_tokens") or 0 for o in result.outputs)
+        self.history.add_score(
+            state.best_id, kind="test", split="test", endpoint={"name": state.endpoint_name, **state.profile.public()},
+            metric=state.task.metric, score=result.mean, outputs=result.outputs,
+        )
+        self.history.update_run(state.run_id, test_score=result.mean)
+
+    def summary(self, run_id: int) -> dict[str, Any]:
+        r = self.history.run(run_id)
+        return {
+            "run_id": run_id,
+            "task": r["task"],
+            "method": r["method"],
+            "status": r["status"],
+            "stop_reason": r["stop_reason"],
+            "best_candidate_id": r["best_candidate_id"],
+            "best_instruction": r["best_instruction"],
+            "dev_score": r["best_dev_score"],
+            "test_score": r["test_score"],
+            "evaluations": r["evaluations"],
+            "evaluations_saved": r["evaluations_saved"],
+            "calls": r["calls"],
+            "calls_saved": r["calls_saved"],
+            "tokens": (r["prompt_tokens"] or 0) + (r["completion_tokens"] or 0),
+            "seconds": r["seconds"],
+        }
+
+    # -- rerank -------------------------------------------------------------------------------------------
+    async def rerank(
+        self,
+        candidate_ids: Sequence[int],
+        *,
+        split: str = "test",
+        n_examples: int | None = None,
+        endpoint: str | None = None,
+        model: str | None = None,
+        emit: Emit = _noop,
+    ) -> list[dict[str, Any]]:
+        """Re-score chosen candidates on the test (or dev) split, on more examples or another endpoint.
+
+        The new scores are stored beside the old ones (``scores`` table, kind ``rerank``); the result is sorted
+        by the new score, best first.
+        """
+        from engine.blackbox import score_instruction
+
+        if split not in ("test", "dev"):
+            raise IZError(f"unknown split {split!r}", "use --split test or --split dev")
+        results = []
+        for done, cid in enumerate(candidate_ids, start=1):
+            cand = self.history.candidate(cid)
+            run = self.history.run(cand["run_id"])
+            stored = dict(run["settings"])
+            stored.pop("instructions", None)
+            settings = RunSettings.model_validate(stored)
+            task = load_task(run["task"])
+            n_dev, n_test = settings.n_dev, settings.n_test
+            if n_examples:
+                n_test, n_dev = (n_examples, n_dev) if split == "test" else (n_test, n_examples)
+            splits = make_splits(task, n_demos=settings.n_demos, n_dev=n_dev, n_test=n_test, seed=settings.seed)
+            examples: list[Example] = splits.test if split == "test" else splits.dev
+            if endpoint or model:
+                name, profile = self.config.endpoint(endpoint, model)
+            else:
+                ep = dict(run["endpoint"])
+                name = ep.pop("name", "embedded")
+                profile = EndpointProfile.model_validate(ep)
+            bb = await self.blackbox(name, profile, emit, cand["run_id"])
+            result = await score_instruction(bb, task, cand["instruction"], examples)
+            self.history.add_score(cid, kind="rerank", split=split, endpoint={"name": name, **profile.public()},
+                                   metric=task.metric, score=result.mean, outputs=result.outputs)
+            emit(RerankProgress(cand["run_id"], cid, done, len(candidate_ids), result.mean))
+            results.append({
+                "candidate_id": cid, "run_id": cand["run_id"], "instruction": cand["instruction"],
+                "dev_score": cand["dev_score"], "test_score": cand["test_score"], "rerank_score": result.mean,
+                "split": split, "n_examples": len(examples), "endpoint": name,
+            })
+        results.sort(key=lambda r: -r["rerank_score"])
+        return results
+
+
+def _now() -> str:
+    from engine.store.history import now
+
+    return now()
+
+
+__all__ = ["METHODS", "Engine", "EndpointError"]

@@ -1,0 +1,133 @@
+"""The history schema as numbered migrations (sqlite-utils' migration sets).
+
+Each migration is a function named ``mNNN_what``; sqlite-utils records applied ones in ``_sqlite_migrations``
+and applies the pending ones in order, each in its own transaction, when the store opens. A name recorded in the
+database that this release does not know means a newer release wrote the file: the store refuses to touch it
+rather than guess (see :func:`engine.store.history.open_history`).
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+MIGRATION_SET = "instructzero"
+migrations = Migrations(MIGRATION_SET)
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db["runs"].create(
+        {
+            "id": int,
+            "task": str,
+            "method": str,
+            "settings": str,  # JSON: the run's full settings (no secrets: profiles hold only key NAMES)
+            "endpoint": str,  # JSON: the endpoint profile name, base_url, model, api
+            "status": str,  # created | running | finished | failed | cancelled | interrupted
+            "stop_reason": str,
+            "error": str,
+            "created_at": str,
+            "started_at": str,
+            "finished_at": str,
+            "best_candidate_id": int,
+            "best_instruction": str,
+            "best_dev_score": float,
+            "test_score": float,
+            "evaluations": int,
+            "calls": int,
+            "calls_saved": int,
+            "evaluations_saved": int,
+            "prompt_tokens": int,
+            "completion_tokens": int,
+            "seconds": float,
+        },
+        pk="id",
+    )
+    db["runs"].create_index(["task"])
+    db["candidates"].create(
+        {
+            "id": int,
+            "run_id": int,
+            "iteration": int,  # 0 = initial design; 1.. = BO iterations; -1 = a rerank-only entry
+            "position": int,  # order within the run (resume replays by it)
+            "z": str,  # JSON list: the soft prompt (null for ape/manual)
+            "instruction": str,
+            "status": str,  # proposed | scored | failed
+            "dev_score": float,
+            "scores": str,  # JSON list: per-example dev scores
+            "duplicate_of": int,  # an earlier candidate with the same instruction: its score is reused
+            "prompt_tokens": int,
+            "completion_tokens": int,
+            "latency_s": float,
+            "cache_hit": int,  # 1 when no black-box call was paid (cache or dedup)
+            "calls": int,
+            "calls_saved": int,
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db["candidates"].create_index(["run_id", "position"], unique=True)
+    db["candidates"].create_index(["instruction"])
+    db["outputs"].create(
+        {
+            "id": int,
+            "candidate_id": int,
+            "split": str,  # dev | test | rerank
+            "score_id": int,  # the scores row this output belongs to (test / rerank)
+            "example_index": int,
+            "input": str,
+            "answers": str,  # JSON list
+            "output": str,
+            "score": float,
+            "cache_hit": int,
+            "prompt_tokens": int,
+            "completion_tokens": int,
+            "latency_s": float,
+        },
+        pk="id",
+        foreign_keys=[("candidate_id", "candidates", "id")],
+    )
+    db["outputs"].create_index(["candidate_id", "split"])
+    db["scores"].create(
+        {
+            "id": int,
+            "candidate_id": int,
+            "kind": str,  # test | rerank
+            "split": str,  # dev | test
+            "n_examples": int,
+            "endpoint": str,  # JSON, as in runs.endpoint
+            "metric": str,
+            "score": float,
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("candidate_id", "candidates", "id")],
+    )
+    db["scores"].create_index(["candidate_id"])
+    db["cache"].create(
+        {
+            "key": str,  # sha256 of endpoint + model + parameters + prompt
+            "base_url": str,
+            "model": str,
+            "params": str,
+            "prompt_sha256": str,
+            "response": str,
+            "prompt_tokens": int,
+            "completion_tokens": int,
+            "latency_s": float,
+            "created_at": str,
+        },
+        pk="key",
+    )
+    db["marks"].create(
+        {"candidate_id": int, "star": int, "note": str, "manual_rank": int, "updated_at": str},
+        pk="candidate_id",
+        foreign_keys=[("candidate_id", "candidates", "id")],
+    )
+    db["candidates"].enable_fts(["instruction"], create_triggers=True, tokenize="porter")
+
+
+def known_names() -> list[str]:
+    return [m.name for m in migrations._migrations]

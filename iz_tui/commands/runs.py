@@ -1,0 +1,262 @@
+"""`iz run`, `iz runs`, `iz show`, `iz rerank`, `iz export`, `iz search`: the headless CLI over the engine.
+
+`iz run` drives the same engine process the TUI uses (through :class:`engine.client.EngineClient`), so a run
+started here is the same run, in the same history, as one started from the TUI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from engine.client import EngineClient
+from engine.errors import IZError
+from engine.events import CandidateScored, Event, RerankProgress, RunFailed, RunFinished, RunStarted, Status
+from engine.export import export_data, to_json, to_markdown
+from engine.store import open_history
+from iz_tui.cli import friendly_errors
+
+err_console = Console(stderr=True)
+out_console = Console()
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+
+@click.command()
+@click.argument("task", required=False)
+@click.option("--method", type=click.Choice(["instructzero", "random", "ape", "manual"]), default=None,
+              help="instructzero (default), or a baseline on the same budget.")
+@click.option("--budget", type=click.IntRange(min=1), help="Evaluations (instructions scored). Default 150.")
+@click.option("--init", "n_init", type=click.IntRange(min=1), help="Sobol initial points. Default 25.")
+@click.option("--batch", "batch_size", type=click.IntRange(min=1), help="Candidates per BO iteration. Default 25.")
+@click.option("--dev", "n_dev", type=click.IntRange(min=1), help="Dev examples per evaluation. Default 20.")
+@click.option("--test", "n_test", type=click.IntRange(min=0), help="Held-out test examples. Default 100.")
+@click.option("--demos", "n_demos", type=click.IntRange(min=0), help="Demos in the generator prompt. Default 5.")
+@click.option("--max-calls", "budget_calls", type=click.IntRange(min=1), help="Stop after this many paid calls.")
+@click.option("--max-tokens", "budget_tokens", type=click.IntRange(min=1), help="Stop after this many tokens.")
+@click.option("--endpoint", help="An endpoint profile name or an OpenAI-compatible base URL.")
+@click.option("--model", help="The black-box model name (overrides the profile's).")
+@click.option("--seed", type=int, help="Seed for splits, projection and BO. Default 0.")
+@click.option("--instruction", "instructions", multiple=True, help="An instruction to score (manual; repeatable).")
+@click.option("--resume", "resume", type=int, metavar="RUN_ID", help="Continue an interrupted run.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@friendly_errors
+def run(task: str | None, method: str | None, resume: int | None, as_json: bool, endpoint: str | None,
+        model: str | None, instructions: tuple[str, ...], **settings: Any) -> None:
+    """Optimise an instruction for TASK (or run a baseline) and print the best one."""
+    if resume is None and not task:
+        raise click.UsageError("give a TASK (see `iz tasks list`) or --resume RUN_ID")
+    overrides = {k: v for k, v in settings.items() if v is not None}
+    if overrides.pop("budget", None) is not None:
+        overrides["budget_evaluations"] = settings["budget"]
+    if method:
+        overrides["method"] = method
+    if instructions and not method:
+        overrides["method"] = "manual"
+    summary = asyncio.run(_run(task, overrides, endpoint, model, list(instructions), resume, as_json))
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        _print_summary(summary)
+    if summary.get("status") == "failed":
+        sys.exit(1)
+
+
+async def _run(task: str | None, overrides: dict[str, Any], endpoint: str | None, model: str | None,
+               instructions: list[str], resume: int | None, quiet: bool) -> dict[str, Any]:
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(), console=err_console, transient=False, disable=not err_console.is_terminal and quiet,
+    )
+    bar = progress.add_task("starting", total=None, info="")
+    client = EngineClient()
+    await client.start()
+    loop = asyncio.get_running_loop()
+    run_id: int | None = None
+    cancelled = False
+
+    def on_sigint() -> None:
+        nonlocal cancelled
+        if run_id is not None and not cancelled:
+            cancelled = True
+            err_console.print("[yellow]cancelling… (the run keeps what it scored; resume it later)")
+            asyncio.ensure_future(client.cancel_run(run_id))
+
+    loop.add_signal_handler(signal.SIGINT, on_sigint)
+
+    def on_event(ev: Event) -> None:
+        if isinstance(ev, RunStarted):
+            progress.update(bar, total=ev.budget, description=f"{ev.task} · {ev.method}")
+            for note in ev.notes:
+                err_console.print(f"[yellow]note:[/] {note}")
+        elif isinstance(ev, Status):
+            progress.update(bar, info=ev.message)
+        elif isinstance(ev, CandidateScored):
+            progress.update(bar, completed=ev.evaluations,
+                            info=f"best {ev.best_dev_score:.2f} · calls {ev.calls} · saved {ev.calls_saved}")
+        elif isinstance(ev, RunFinished | RunFailed):
+            progress.update(bar, info="")
+
+    try:
+        with progress:
+            run_id = await (client.resume_run(resume) if resume is not None else client.start_run(
+                task or "", settings=overrides, endpoint=endpoint, model=model, instructions=instructions))
+            last = await client.wait_run(run_id, on_event)
+        if isinstance(last, RunFailed):
+            raise IZError(last.problem, last.fix)
+        return last.summary
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        await client.close()
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("run", f"{s['run_id']}  ({s['task']}, {s['method']}, {s['status']}"
+              + (f", stopped by the {s['stop_reason']} budget" if s.get("status") == "stopped" else "") + ")")
+    t.add_row("best instruction", s.get("best_instruction") or "-")
+    t.add_row("dev score", _fmt(s.get("dev_score")))
+    t.add_row("test score", _fmt(s.get("test_score")))
+    t.add_row("evaluations", f"{s['evaluations']} ({s.get('evaluations_saved', 0)} duplicates not re-scored)")
+    t.add_row("black-box calls", f"{s['calls']} (saved by cache and dedup: {s['calls_saved']})")
+    t.add_row("tokens", str(s["tokens"]))
+    t.add_row("time", f"{s['seconds']:.1f} s" if s.get("seconds") is not None else "-")
+    out_console.print(t)
+
+
+@click.command()
+@click.option("--task", help="Only runs of this task.")
+@click.option("--method", help="Only runs of this method.")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def runs(task: str | None, method: str | None, limit: int, as_json: bool) -> None:
+    """List runs, newest first."""
+    rows = open_history().runs(task=task, method=method, limit=limit)
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    if not rows:
+        click.echo("no runs yet: start one with `iz run TASK` or from the TUI (`iz`)")
+        return
+    t = Table("id", "task", "method", "status", "evals", "dev", "test", "best instruction")
+    for r in rows:
+        t.add_row(str(r["id"]), r["task"], r["method"], r["status"], str(r["evaluations"]),
+                  _fmt(r["best_dev_score"]), _fmt(r["test_score"]), (r["best_instruction"] or "")[:60])
+    out_console.print(t)
+
+
+@click.command()
+@click.argument("run_id", type=int)
+@click.option("--top", default=25, show_default=True, help="How many candidates to list (best first).")
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def show(run_id: int, top: int, as_json: bool) -> None:
+    """Show one run and its best candidates."""
+    h = open_history()
+    data = export_data(h, run_id=run_id)
+    if as_json:
+        click.echo(to_json(data))
+        return
+    r = data["runs"][0]
+    out_console.print(f"[bold]run {r['id']}[/] {r['task']} · {r['method']} · {r['status']} · "
+                      f"{r['endpoint'].get('name')} ({r['endpoint'].get('model')})")
+    out_console.print(f"best: [green]{r['best_instruction']}[/]  dev {_fmt(r['best_dev_score'])}  "
+                      f"test {_fmt(r['test_score'])}")
+    out_console.print(f"evaluations {r['evaluations']} · calls {r['calls']} (saved {r['calls_saved']}) · "
+                      f"tokens {(r['prompt_tokens'] or 0) + (r['completion_tokens'] or 0)} · {_fmt(r['seconds'])} s")
+    t = Table("id", "it", "dev", "test", "rerank", "instruction")
+    for c in data["candidates"][:top]:
+        t.add_row(str(c["id"]), str(c["iteration"]), _fmt(c["dev_score"]), _fmt(c["test_score"]),
+                  _fmt(c["rerank_score"]), c["instruction"])
+    out_console.print(t)
+
+
+@click.command()
+@click.argument("run_id", type=int, required=False)
+@click.option("--top", "top_k", default=3, show_default=True, help="Rerank the top K of the run by dev score.")
+@click.option("--candidate", "candidate_ids", type=int, multiple=True, help="Candidate ids instead of a run.")
+@click.option("--split", type=click.Choice(["test", "dev"]), default="test", show_default=True)
+@click.option("-n", "--examples", "n_examples", type=click.IntRange(min=1), help="Examples to score on.")
+@click.option("--endpoint", help="Score on another endpoint profile or URL.")
+@click.option("--model", help="Score with another model.")
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def rerank(run_id: int | None, top_k: int, candidate_ids: tuple[int, ...], split: str, n_examples: int | None,
+           endpoint: str | None, model: str | None, as_json: bool) -> None:
+    """Re-score the top K candidates of RUN_ID (or chosen candidates) and sort them by the new score."""
+    if not candidate_ids:
+        if run_id is None:
+            raise click.UsageError("give a RUN_ID or --candidate ID")
+        cands = open_history().candidates(run_id, status="scored")
+        seen, ids = set(), []
+        for c in sorted(cands, key=lambda c: (-(c["dev_score"] or 0), c["id"])):
+            if c["instruction"] not in seen:
+                seen.add(c["instruction"])
+                ids.append(c["id"])
+        candidate_ids = tuple(ids[:top_k])
+
+    async def go() -> list[dict[str, Any]]:
+        async with EngineClient(on_event=lambda e: isinstance(e, RerankProgress) and err_console.print(
+                f"  {e.done}/{e.total}: candidate {e.candidate_id} → {e.score:.3f}")) as client:
+            return await client.rerank(list(candidate_ids), split=split, n_examples=n_examples, endpoint=endpoint,
+                                       model=model)
+
+    results = asyncio.run(go())
+    if as_json:
+        click.echo(json.dumps(results))
+        return
+    t = Table("id", "dev", "old test", f"new ({split})", "n", "instruction")
+    for r in results:
+        t.add_row(str(r["candidate_id"]), _fmt(r["dev_score"]), _fmt(r["test_score"]), _fmt(r["rerank_score"]),
+                  str(r["n_examples"]), r["instruction"])
+    out_console.print(t)
+
+
+@click.command()
+@click.argument("run_id", type=int, required=False)
+@click.option("--candidate", "candidate_ids", type=int, multiple=True, help="Export these candidates instead.")
+@click.option("--format", "fmt", type=click.Choice(["json", "md"]), default="json", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file.")
+@friendly_errors
+def export(run_id: int | None, candidate_ids: tuple[int, ...], fmt: str, output: Path | None) -> None:
+    """Export a run (or chosen candidates) as JSON or Markdown."""
+    if run_id is None and not candidate_ids:
+        raise click.UsageError("give a RUN_ID or --candidate ID")
+    data = export_data(open_history(), run_id=run_id, candidate_ids=list(candidate_ids) or None)
+    text = to_json(data) if fmt == "json" else to_markdown(data)
+    if output:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text)
+
+
+@click.command()
+@click.argument("query", required=False, default="")
+@click.option("--task")
+@click.option("--run", "run_id", type=int)
+@click.option("--starred", is_flag=True)
+@click.option("--limit", default=20, show_default=True)
+@friendly_errors
+def search(query: str, task: str | None, run_id: int | None, starred: bool, limit: int) -> None:
+    """Full-text search over every instruction ever scored (best match first)."""
+    rows = open_history().search(query or None, task=task, run_id=run_id, starred=starred or None, limit=limit)
+    t = Table("id", "run", "task", "dev", "test", "instruction")
+    for r in rows:
+        t.add_row(str(r["id"]), str(r["run_id"]), r["task"], _fmt(r["dev_score"]), _fmt(r["test_score"]),
+                  r["instruction"])
+    out_console.print(t)

@@ -1,0 +1,131 @@
+"""The history store on a real SQLite file: migrations, schema, WAL, newer-schema refusal, FTS, marks."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from engine.errors import SchemaTooNewError, StoreError
+from engine.store import open_history
+from engine.store.migrations import known_names
+
+
+def _run_with_candidates(h, instructions: list[str], task: str = "larger_animal", method: str = "instructzero"):
+    run = h.create_run(task, method, {"seed": 0}, {"name": "embedded", "model": "m"})
+    ids = []
+    for i, text in enumerate(instructions):
+        cid = h.add_candidate(run, 0, i, [0.1 * i, -0.2], text)
+        out = [{"input": "cat, whale", "answers": ["whale"], "output": "whale", "score": 1.0, "cache_hit": False,
+                "prompt_tokens": 10, "completion_tokens": 2, "latency_s": 0.1}]
+        h.record_score(cid, dev_score=0.1 * (i + 1), scores=[0.1 * (i + 1)], outputs=out)
+        ids.append(cid)
+    return run, ids
+
+
+def test_fresh_database_applies_all_migrations_and_uses_wal(tmp_path: Path) -> None:
+    h = open_history(tmp_path / "h.db")
+    assert h.db.journal_mode == "wal"
+    assert h.schema_version == len(known_names())
+    for table in ("runs", "candidates", "outputs", "scores", "cache", "marks", "candidates_fts"):
+        assert h.db[table].exists(), table
+    applied = [r["name"] for r in h.db.query("select name from _sqlite_migrations order by id")]
+    assert applied == known_names()
+    h.close()
+    # Re-opening applies nothing twice.
+    h2 = open_history(tmp_path / "h.db")
+    assert h2.db.execute("select count(*) from _sqlite_migrations").fetchone()[0] == len(known_names())
+
+
+def test_schema_has_the_columns_the_engine_relies_on(tmp_path: Path) -> None:
+    h = open_history(tmp_path / "h.db")
+    cols = {c.name for c in h.db["candidates"].columns}
+    assert {"run_id", "iteration", "z", "instruction", "dev_score", "scores", "prompt_tokens", "latency_s",
+            "cache_hit"} <= cols
+    assert {"task", "method", "settings", "status", "created_at", "best_candidate_id", "test_score"} <= {
+        c.name for c in h.db["runs"].columns}
+    assert {"key", "base_url", "model", "params", "prompt_sha256", "response"} <= {c.name for c in h.db["cache"].columns}
+    assert {"star", "note", "manual_rank"} <= {c.name for c in h.db["marks"].columns}
+
+
+def test_database_from_a_newer_schema_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    open_history(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("insert into _sqlite_migrations (migration_set, name, applied_at) values "
+                 "('instructzero', 'm999_from_the_future', 'x')")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(SchemaTooNewError) as err:
+        open_history(path)
+    assert "newer release" in str(err.value) and "m999_from_the_future" in str(err.value)
+    assert "upgrade" in err.value.fix
+    assert path.read_bytes() == before
+
+
+def test_not_a_database_gives_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    path.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(StoreError) as err:
+        open_history(path)
+    assert str(path) in str(err.value)
+
+
+def test_full_text_search_ranks_by_bm25(tmp_path: Path) -> None:
+    h = open_history(tmp_path / "h.db")
+    _run_with_candidates(h, [
+        "Write the larger of the two animals.",
+        "Name the animal. Then name the animal again, the larger animal of the animals.",
+        "Translate the word into French.",
+    ])
+    hits = h.search("animal")
+    texts = [r["instruction"] for r in hits]
+    assert "Translate the word into French." not in texts
+    assert len(texts) == 2
+    # bm25: the instruction that says "animal" four times ranks above the one that says it once.
+    assert texts[0].startswith("Name the animal")
+    assert hits[0]["relevance"] <= hits[1]["relevance"]
+    # Porter stemming: "animals" finds "animal"; prefix search works; odd punctuation is not an error.
+    assert len(h.search("animals")) == 2
+    assert len(h.search("transl*")) == 1
+    assert h.search('larger "') is not None
+
+
+def test_search_filters_by_task_method_score_and_star(tmp_path: Path) -> None:
+    h = open_history(tmp_path / "h.db")
+    run_a, ids_a = _run_with_candidates(h, ["Say the bigger animal.", "Pick the larger animal."])
+    run_b, ids_b = _run_with_candidates(h, ["Add the numbers."], task="sum", method="random")
+    assert {r["id"] for r in h.search(task="sum")} == set(ids_b)
+    assert {r["id"] for r in h.search(method="instructzero")} == set(ids_a)
+    assert {r["id"] for r in h.search(run_id=run_a, min_score=0.15)} == {ids_a[1]}
+    h.set_mark(ids_a[0], star=True, note="short and clear")
+    starred = h.search(starred=True)
+    assert [r["id"] for r in starred] == [ids_a[0]]
+    assert starred[0]["note"] == "short and clear"
+    h.set_mark(ids_a[0], star=False)
+    assert h.search(starred=True) == []
+    assert h.candidate(ids_a[0])["note"] == "short and clear"
+
+
+def test_record_score_is_one_transaction(tmp_path: Path) -> None:
+    h = open_history(tmp_path / "h.db")
+    run = h.create_run("t", "instructzero", {}, {})
+    cid = h.add_candidate(run, 0, 0, None, "Do it.")
+    bad_outputs = [{"input": "x", "answers": ["y"], "output": "y", "score": 1.0}, {"input": "x"}]  # 2nd is broken
+    with pytest.raises(KeyError):
+        h.record_score(cid, dev_score=1.0, scores=[1.0, 0.0], outputs=bad_outputs, run_totals={"evaluations": 1})
+    assert h.candidate(cid)["status"] == "proposed"
+    assert h.outputs(cid) == []
+    assert h.run(run)["evaluations"] == 0
+
+
+def test_cache_round_trip_and_no_secret_columns(tmp_path: Path) -> None:
+    h = open_history(tmp_path / "h.db")
+    h.cache_put({"key": "k1", "base_url": "embedded:x.gguf", "model": "m", "params": "{}", "prompt_sha256": "p",
+                 "response": "whale", "prompt_tokens": 3, "completion_tokens": 1, "latency_s": 0.2})
+    assert h.cache_get("k1")["response"] == "whale"
+    assert h.cache_get("missing") is None
+    all_columns = " ".join(c.name for t in h.db.tables for c in t.columns).lower()
+    assert "api_key" not in all_columns and "secret" not in all_columns
