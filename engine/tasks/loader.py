@@ -1,0 +1,279 @@
+"""Finding, reading and validating task folders (``task.toml`` + ``data.jsonl``).
+
+Built-in tasks live in the repository's ``tasks/`` folder, user tasks in ``$IZ_HOME/tasks`` (see engine.paths).
+Every problem is a :class:`engine.errors.TaskError` naming the file, the line where one applies, what is wrong and
+how to fix it: a person editing a task by hand should never need a traceback. Reading never writes anything.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine import paths
+from engine.errors import TaskError
+from engine.tasks.metrics import METRICS
+from engine.tasks.model import PLACEHOLDERS, Example, Task
+
+TASK_FILE = "task.toml"
+DATA_FILE = "data.jsonl"
+#: Keys a task.toml may hold. Unknown keys are refused so a typo ("metirc") is caught instead of ignored.
+TOML_KEYS = ("name", "description", "metric", "template", "case_sensitive")
+#: Task names become folder names and CLI arguments: keep them to letters, digits, "_", "-" and ".".
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Validation helpers shared with the importers (they validate in memory before writing).
+
+
+def check_name(name: str, where: str) -> str:
+    """Refuse names that would not work as a folder name and a CLI argument."""
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise TaskError(
+            f"{where}: task name {name!r} is not usable",
+            "use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit (e.g. my_task)",
+        )
+    return name
+
+
+def check_metric(metric: Any, where: str) -> str:
+    if not isinstance(metric, str) or metric not in METRICS:
+        raise TaskError(
+            f"{where}: unknown metric {metric!r}",
+            f"set metric to one of: {', '.join(METRICS)}",
+        )
+    return metric
+
+
+def check_template(template: Any, where: str) -> str | None:
+    if template is None:
+        return None
+    if not isinstance(template, str):
+        raise TaskError(f"{where}: template must be a string", "write template = \"...{instruction}...{input}...\"")
+    missing = [p for p in PLACEHOLDERS if p not in template]
+    if missing:
+        raise TaskError(
+            f"{where}: template lacks {' and '.join(missing)}",
+            "the template must contain both {instruction} and {input} (or drop it to use the default)",
+        )
+    return template
+
+
+def make_example(record: Any, where: str) -> Example:
+    """Validate one ``{"input": str, "output": str | [str, ...]}`` record; ``where`` is "file, line N"."""
+    if not isinstance(record, dict):
+        raise TaskError(f"{where}: expected a JSON object, got {type(record).__name__}",
+                        'write one {"input": "...", "output": "..."} object per line')
+    if "input" not in record:
+        raise TaskError(f"{where}: missing \"input\"", 'every line needs {"input": "...", "output": "..."}')
+    if "output" not in record:
+        raise TaskError(f"{where}: missing \"output\"", 'every line needs {"input": "...", "output": "..."}')
+    inp, out = record["input"], record["output"]
+    if not isinstance(inp, str) or not inp.strip():
+        raise TaskError(f"{where}: \"input\" must be a non-empty string, got {inp!r}"[:300],
+                        "give the input as a JSON string with some text in it")
+    answers = [out] if isinstance(out, str) else out
+    if not isinstance(answers, list):
+        raise TaskError(f"{where}: \"output\" must be a string or a list of strings, got {type(out).__name__}",
+                        'write "output": "answer" or "output": ["answer", "other right answer"]')
+    if not answers:
+        raise TaskError(f"{where}: \"output\" is an empty list", "give at least one right answer")
+    for a in answers:
+        if not isinstance(a, str) or not a.strip():
+            raise TaskError(f"{where}: every answer must be a non-empty string, got {a!r}"[:300],
+                            "remove empty answers or fill them in")
+    return Example(input=inp, answers=tuple(answers))
+
+
+def read_utf8(path: Path) -> str:
+    """Read a text file strictly as UTF-8 (a BOM is tolerated), naming the line of the first bad byte."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise TaskError(f"cannot read {path}: {exc.strerror or exc}", "check the path and its permissions") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise TaskError(
+            f"{path}, line {line}: not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
+            "save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in > out`)",
+        ) from None
+
+
+def parse_jsonl(text: str, path: Path) -> Iterator[tuple[int, Any]]:
+    """Yield (line number, parsed object) for the non-blank lines of a JSONL text."""
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TaskError(f"{path}, line {lineno}: invalid JSON ({exc.msg}, column {exc.colno})",
+                            "write one JSON object per line") from None
+
+
+def duplicate_inputs(examples: Iterable[Example]) -> int:
+    seen: set[str] = set()
+    dups = 0
+    for ex in examples:
+        dups += ex.input in seen
+        seen.add(ex.input)
+    return dups
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading one folder.
+
+
+def _read_toml(folder: Path) -> dict[str, Any]:
+    toml_path = folder / TASK_FILE
+    if not toml_path.is_file():
+        raise TaskError(f"{folder}: no {TASK_FILE}",
+                        f"add {TASK_FILE} with name, description and metric (or rename the folder to start with '_')")
+    text = read_utf8(toml_path)
+    try:
+        meta = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TaskError(f"{toml_path}: invalid TOML ({exc})",
+                        'fix the syntax, e.g. name = "my_task" and metric = "exact_match"') from None
+    unknown = sorted(set(meta) - set(TOML_KEYS))
+    if unknown:
+        raise TaskError(f"{toml_path}: unknown key(s) {', '.join(unknown)}",
+                        f"a task.toml may only hold: {', '.join(TOML_KEYS)}")
+    return meta
+
+
+def load_folder(folder: Path, *, builtin: bool = False) -> Task:
+    """Load and validate one task folder."""
+    folder = Path(folder)
+    meta = _read_toml(folder)
+    toml_path = folder / TASK_FILE
+    name = check_name(meta.get("name", folder.name), str(toml_path))
+    if "metric" not in meta:
+        raise TaskError(f"{toml_path}: no metric", f"add metric = one of: {', '.join(METRICS)}")
+    metric = check_metric(meta["metric"], str(toml_path))
+    description = meta.get("description", "")
+    if not isinstance(description, str):
+        raise TaskError(f"{toml_path}: description must be a string", 'write description = "what the task is"')
+    template = check_template(meta.get("template"), str(toml_path))
+    case_sensitive = meta.get("case_sensitive", False)
+    if not isinstance(case_sensitive, bool):
+        raise TaskError(f"{toml_path}: case_sensitive must be true or false", "write case_sensitive = true")
+
+    data_path = folder / DATA_FILE
+    if not data_path.is_file():
+        raise TaskError(f"{folder}: no {DATA_FILE}", 'add data.jsonl with one {"input": ..., "output": ...} a line')
+    text = read_utf8(data_path)
+    examples = tuple(make_example(rec, f"{data_path}, line {n}") for n, rec in parse_jsonl(text, data_path))
+    if not examples:
+        raise TaskError(f"{data_path}: no examples", 'add at least one {"input": "...", "output": "..."} line')
+    notes = []
+    dups = duplicate_inputs(examples)
+    if dups:
+        notes.append(f"task {name} has {dups} repeated input(s); a repeat may land in two splits")
+    return Task(name=name, description=description.strip(), metric=metric, template=template, examples=examples,
+                source=folder, builtin=builtin, notes=tuple(notes),
+                case_sensitive=case_sensitive)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Finding tasks.
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A task folder found on disk, with the name it declares (read cheaply, without its data)."""
+
+    folder: Path
+    name: str
+    builtin: bool
+
+
+def _task_folders(root: Path) -> list[Path]:
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+
+
+def _declared_name(folder: Path) -> str:
+    """The name a folder's task.toml declares; the folder name when it cannot be read (reported on load)."""
+    try:
+        name = tomllib.loads(read_utf8(folder / TASK_FILE)).get("name", folder.name)
+    except (TaskError, tomllib.TOMLDecodeError, OSError):
+        return folder.name
+    return name if isinstance(name, str) else folder.name
+
+
+def _entries() -> list[_Entry]:
+    out = [_Entry(f, _declared_name(f), True) for f in _task_folders(paths.builtin_tasks_dir())]
+    out += [_Entry(f, _declared_name(f), False) for f in _task_folders(paths.user_tasks_dir())]
+    return out
+
+
+def _duplicate_error(name: str, entries: list[_Entry]) -> TaskError:
+    where = "; ".join(f"{e.folder / TASK_FILE} ({'built-in' if e.builtin else 'user'})" for e in entries)
+    return TaskError(f"task name {name!r} is declared more than once: {where}",
+                     "rename the user task (its name in task.toml and its folder) so every name is unique")
+
+
+def task_names() -> dict[str, bool]:
+    """Every declared task name and whether it is built-in (cheap: reads task.toml files only)."""
+    return {e.name: e.builtin for e in _entries()}
+
+
+def list_tasks(errors: list[TaskError] | None = None) -> list[Task]:
+    """Every task, built-in first, then user tasks, each sorted by name.
+
+    A bad folder raises its TaskError, unless ``errors`` is given: then problems are appended to it and the
+    good tasks are still returned (what ``iz tasks list`` and the TUI want: one broken user task should not hide
+    the others).
+    """
+    entries = _entries()
+    by_name: dict[str, list[_Entry]] = {}
+    for e in entries:
+        by_name.setdefault(e.name, []).append(e)
+    tasks: list[Task] = []
+    for e in entries:
+        try:
+            if len(by_name[e.name]) > 1:
+                if e is not by_name[e.name][0]:
+                    continue  # reported once, for the first folder
+                raise _duplicate_error(e.name, by_name[e.name])
+            tasks.append(load_folder(e.folder, builtin=e.builtin))
+        except TaskError as exc:
+            if errors is None:
+                raise
+            errors.append(exc)
+    return sorted(tasks, key=lambda t: (not t.builtin, t.name))
+
+
+def _looks_like_path(name: str) -> bool:
+    return "/" in name or "\\" in name or name.startswith(".") or (Path(name) / TASK_FILE).is_file()
+
+
+def load_task(name: str | Path) -> Task:
+    """Load a task by name (built-in or user) or by the path of a task folder."""
+    if isinstance(name, Path) or _looks_like_path(name):
+        folder = Path(name).expanduser()
+        if not (folder / TASK_FILE).is_file():
+            raise TaskError(f"no task folder at {folder} (no {TASK_FILE} there)",
+                            "give a task name from `iz tasks list` or the path of a folder holding task.toml")
+        builtin_root = paths.builtin_tasks_dir().resolve()
+        return load_folder(folder, builtin=folder.resolve().parent == builtin_root)
+    matches = [e for e in _entries() if e.name == name]
+    if len(matches) > 1:
+        raise _duplicate_error(name, matches)
+    if not matches:
+        known = sorted(task_names())
+        shown = ", ".join(known[:20]) + (f", ... ({len(known)} in all)" if len(known) > 20 else "")
+        hint = f"known tasks: {shown}" if known else "no tasks found"
+        raise TaskError(f"no task named {name!r} ({hint})",
+                        "check `iz tasks list`, or add one with `iz tasks import FILE`")
+    return load_folder(matches[0].folder, builtin=matches[0].builtin)

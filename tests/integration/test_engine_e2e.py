@@ -1,0 +1,185 @@
+"""End to end through the real engine process: every method, the store, cancel, SIGKILL + resume.
+
+Real parts only: `python -m engine serve` as a subprocess (through EngineClient), the bundled SmolLM2 generator,
+the llama.cpp server serving the bundled weights over HTTP, and a SQLite history file. Budgets are tiny so the
+whole file runs in a few minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from engine.client import EngineClient
+from engine.errors import EngineError
+from engine.events import CandidateScored, RunFailed, RunFinished
+from engine.store import open_history
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+TASK = "larger_animal"
+TINY = {"n_init": 3, "batch_size": 2, "budget_evaluations": 5, "n_dev": 3, "n_test": 4, "n_demos": 3}
+
+
+def _check_run_in_store(run_id: int, n_dev: int, n_test: int) -> dict[str, Any]:
+    h = open_history()
+    run = h.run(run_id)
+    assert run["status"] == "finished", run
+    cands = h.candidates(run_id)
+    assert len(cands) == run["evaluations"]
+    assert all(c["status"] == "scored" and c["dev_score"] is not None for c in cands)
+    for c in cands:
+        assert len(c["scores"]) == n_dev
+        assert abs(sum(c["scores"]) / n_dev - c["dev_score"]) < 1e-9
+        if c["duplicate_of"] is None:
+            outs = h.outputs(c["id"], "dev")
+            assert len(outs) == n_dev and all(isinstance(o["output"], str) for o in outs)
+            assert [o["score"] for o in outs] == c["scores"]
+        else:
+            assert h.candidate(c["duplicate_of"])["instruction"] == c["instruction"]
+    best = max(cands, key=lambda c: (c["dev_score"], -c["position"]))
+    assert run["best_candidate_id"] == best["id"]
+    assert run["best_instruction"] == best["instruction"]
+    test_scores = [s for s in h.scores(best["id"]) if s["kind"] == "test"]
+    assert len(test_scores) == 1 and test_scores[0]["n_examples"] == n_test
+    assert run["test_score"] == test_scores[0]["score"]
+    assert len(h.outputs(best["id"], "test")) == n_test
+    assert run["calls"] + run["calls_saved"] >= run["evaluations"] * n_dev - run["evaluations_saved"] * n_dev
+    return run
+
+
+@pytest.fixture(scope="module")
+def iz_home_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("iz_e2e_home")
+
+
+@pytest.mark.parametrize("method", ["instructzero", "random", "ape", "manual"])
+def test_each_method_end_to_end(method: str, monkeypatch: pytest.MonkeyPatch, iz_home_module: Path) -> None:
+    monkeypatch.setenv("IZ_HOME", str(iz_home_module))
+    instructions = (["Write the larger of the two animals.", "Say banana.", "Write the larger of the two animals."]
+                    if method == "manual" else None)
+
+    async def go() -> tuple[int, Any, list[Any]]:
+        async with EngineClient() as client:
+            run_id = await client.start_run(TASK, settings={**TINY, "method": method}, instructions=instructions)
+            seen: list[Any] = []
+            last = await client.wait_run(run_id, seen.append)
+            return run_id, last, seen
+
+    run_id, last, seen = asyncio.run(go())
+    assert isinstance(last, RunFinished), last
+    run = _check_run_in_store(run_id, TINY["n_dev"], TINY["n_test"])
+    scored = [e for e in seen if isinstance(e, CandidateScored)]
+    assert len(scored) == run["evaluations"]
+    assert last.summary["best_instruction"] == run["best_instruction"]
+    if method == "manual":
+        assert run["evaluations"] == 3 and run["evaluations_saved"] == 1  # the repeated instruction is not re-paid
+    else:
+        assert run["evaluations"] == TINY["budget_evaluations"]
+    cands = open_history().candidates(run_id)
+    if method in ("instructzero", "random"):
+        assert all(len(c["z"]) == 10 for c in cands)
+        assert {c["iteration"] for c in cands} == {0, 1}  # initial design, then a BO (or random) batch
+    else:
+        assert all(c["z"] is None for c in cands)
+
+
+class _CountingProxy:
+    """A loopback HTTP proxy in front of the llama.cpp server that records every request and when it finished."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.log: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                entry = {"path": self.path, "prompt": json.dumps(json.loads(body).get("messages")), "done": False}
+                with proxy.lock:
+                    proxy.log.append(entry)
+                r = httpx.post(proxy.upstream + self.path.removeprefix("/v1"), content=body,
+                               headers={"Content-Type": "application/json"}, timeout=120)
+                self.send_response(r.status_code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(r.content)))
+                self.end_headers()
+                self.wfile.write(r.content)
+                entry["done"] = True
+
+            def do_GET(self) -> None:  # noqa: N802
+                r = httpx.get(proxy.upstream + self.path.removeprefix("/v1"), timeout=30)
+                self.send_response(r.status_code)
+                self.send_header("Content-Length", str(len(r.content)))
+                self.end_headers()
+                self.wfile.write(r.content)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture()
+def counting_proxy(embedded_server: Any) -> Iterator[_CountingProxy]:
+    base = getattr(embedded_server, "base_url", embedded_server)
+    p = _CountingProxy(base)
+    yield p
+    p.close()
+
+
+def test_sigkill_mid_run_then_resume_repays_no_finished_call(counting_proxy: _CountingProxy) -> None:
+    settings = {"n_init": 4, "batch_size": 3, "budget_evaluations": 7, "n_dev": 4, "n_test": 4, "n_demos": 3}
+
+    async def first_half() -> int:
+        client = EngineClient()
+        await client.start()
+        run_id = await client.start_run(TASK, settings=settings, endpoint=counting_proxy.url,
+                                        model="smollm2-135m-instruct")
+        while True:
+            ev = await asyncio.wait_for(client.events.get(), timeout=600)
+            if isinstance(ev, RunFinished | RunFailed):
+                pytest.fail(f"the run ended before it could be killed: {ev}")
+            if isinstance(ev, CandidateScored) and ev.evaluations >= 3:
+                break
+        client.kill()
+        with pytest.raises(EngineError, match="killed by signal 9"):
+            await client.status()
+        return run_id
+
+    run_id = asyncio.run(first_half())
+    h = open_history()
+    assert h.run(run_id)["status"] == "running"  # what a SIGKILL leaves behind
+    before = list(counting_proxy.log)
+    finished_before = {e["prompt"] for e in before if e["done"]}
+    assert len(finished_before) >= 3 * settings["n_dev"]
+
+    async def resume() -> Any:
+        async with EngineClient() as client:
+            await client.resume_run(run_id)
+            return await client.wait_run(run_id)
+
+    last = asyncio.run(resume())
+    assert isinstance(last, RunFinished), last
+    after = counting_proxy.log[len(before):]
+    repaid = [e for e in after if e["prompt"] in finished_before]
+    assert repaid == [], f"{len(repaid)} finished calls were paid again after resume"
+    run = _check_run_in_store(run_id, settings["n_dev"], settings["n_test"])
+    assert run["evaluations"] == settings["budget_evaluations"]
+    # The first three evaluations survived the kill untouched (same ids, same scores).
+    assert len([c for c in h.candidates(run_id) if c["position"] < 3]) == 3
