@@ -149,7 +149,7 @@ class Engine:
                         self._embedded = EmbeddedServer.shared()
                         await asyncio.to_thread(self._embedded.start)
                     base_url = self._embedded.base_url
-                    identity = self._embedded.cache_identity
+                    identity = self._embedded.identity
                 self._blackboxes[key] = BlackBox(profile, self.history, base_url=base_url, cache_identity=identity)
             return self._blackboxes[key]
 

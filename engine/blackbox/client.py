@@ -1,0 +1,451 @@
+"""The black box: an async client for any OpenAI-compatible endpoint, with a cache, limits and retries.
+
+Why it is shaped like this:
+
+- InstructZero pays the black box for every dev example of every candidate, so a response is never bought twice:
+  every successful answer goes into the history's ``cache`` table, keyed by what determines it (endpoint identity,
+  model, API, temperature, max_tokens, stop, prompt). A hit sends no HTTP request at all. Identical prompts asked
+  concurrently are joined to one request too. Responses at temperature > 0 are cached as well: the search wants a
+  stable score for a given instruction, and the caller who wants fresh samples can use another profile or history.
+- Endpoints fail in ordinary ways (429 rate limits, 5xx, timeouts, dropped connections, a proxy answering garbage).
+  Those are retried through tenacity with exponential backoff and jitter, honouring ``Retry-After``. Failures that
+  a retry cannot fix (a bad key, a wrong model or URL, a bad request) stop at once with an :class:`EndpointError`
+  saying what to change.
+- The API key is read from the environment variable the profile names, at request time, and goes only into the
+  ``Authorization`` header: never into a message, a log line or a cache row. Errors name the variable, never the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import email.utils
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_base, wait_random_exponential
+
+from engine.blackbox.limits import RateLimiter
+from engine.errors import EndpointError
+
+if TYPE_CHECKING:
+    from engine.config import EndpointProfile
+    from engine.embedded import EmbeddedServer
+    from engine.store.history import History
+
+log = logging.getLogger(__name__)
+
+#: Backoff between retries without a Retry-After: random in [0, min(MAX, BASE * 2**attempt)] seconds.
+BACKOFF_BASE_S = 0.5
+BACKOFF_MAX_S = 20.0
+#: A Retry-After longer than this is cut to it, so one odd header cannot stall a run for an hour.
+RETRY_AFTER_CAP_S = 120.0
+#: How much of a server's error message goes into our message.
+SERVER_MESSAGE_CHARS = 300
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One answer of the black box. On a cache hit ``latency_s`` is the (near zero) time the look-up took, while
+    the token counts are those of the original request, so callers can still see what the answer cost once."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    cache_hit: bool = False
+
+
+class _Transient(Exception):
+    """A failure worth retrying (429, 5xx, timeout, dropped connection, garbage body)."""
+
+    def __init__(self, what: str, *, kind: str, retry_after: float | None = None) -> None:
+        super().__init__(what)
+        self.what = what
+        self.kind = kind  # rate_limit | server | timeout | connect | network | garbage
+        self.retry_after = retry_after
+
+
+class _WaitRetryAfter(wait_base):
+    """Wait what the server asked for (``Retry-After``) when it asked, else exponential backoff with jitter."""
+
+    def __init__(self, fallback: wait_base, cap: float = RETRY_AFTER_CAP_S) -> None:
+        self.fallback = fallback
+        self.cap = cap
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.cap)
+        return self.fallback(retry_state)
+
+
+def parse_retry_after(value: str | None, *, now: _dt.datetime | None = None) -> float | None:
+    """``Retry-After`` as seconds: either delta-seconds (``"3"``) or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.UTC)
+    now = now or _dt.datetime.now(_dt.UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token: used only when the endpoint reports no ``usage``."""
+    return 0 if not text else max(1, round(len(text) / 4))
+
+
+class BlackBox:
+    """One OpenAI-compatible endpoint, for one engine process (one event loop).
+
+    ``base_url`` overrides the profile's URL (the engine passes the embedded server's URL); ``cache_identity``
+    replaces the URL in cache keys (``"embedded:<gguf name>"`` for the embedded server, whose port changes every
+    process). For an embedded profile given no ``base_url``, the process-wide :class:`EmbeddedServer` is started on
+    the first request that misses the cache, so a run served fully from the cache never starts it.
+    ``retry_wait_scale`` scales the backoff (not ``Retry-After``); tests make it tiny.
+    """
+
+    def __init__(
+        self,
+        profile: EndpointProfile,
+        history: History | None = None,
+        *,
+        base_url: str | None = None,
+        cache_identity: str | None = None,
+        retry_wait_scale: float = 1.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.profile = profile
+        self.history = history
+        self._server: EmbeddedServer | None = None
+        if base_url is None and profile.embedded:
+            from engine.embedded import EmbeddedServer
+
+            self._server = EmbeddedServer.shared()
+            cache_identity = cache_identity or self._server.identity
+        elif base_url is None:
+            base_url = profile.base_url
+        self._base_url = base_url.rstrip("/") if base_url else None
+        self.identity = cache_identity or self._base_url or profile.base_url
+        self.retry_wait_scale = retry_wait_scale
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._semaphore = asyncio.Semaphore(profile.concurrency)
+        self._limiter = RateLimiter(profile.requests_per_minute) if profile.requests_per_minute else None
+        self._inflight: dict[str, asyncio.Future[Completion]] = {}
+        self.requests_sent = 0  # HTTP requests actually sent, retries included
+        self.calls = 0  # complete() calls that needed the network
+        self.cache_hits = 0  # complete() calls answered by the cache (or by an identical request in flight)
+
+    # -- public -------------------------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        """The URL requests go to (for an embedded profile: known once the server has started)."""
+        if self._base_url is None and self._server is not None and self._server.base_url:
+            self._base_url = self._server.base_url
+        return self._base_url or self.profile.base_url
+
+    def cache_key(self, prompt: str) -> str:
+        p = self.profile
+        blob = json.dumps(
+            {
+                "identity": self.identity,
+                "model": p.model,
+                "api": p.api,
+                "temperature": p.temperature,
+                "max_tokens": p.max_tokens,
+                "stop": list(p.stop),
+                "prompt": prompt,
+            },
+            sort_keys=True,
+            ensure_ascii=False,
+        )
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    async def complete(self, prompt: str) -> Completion:
+        """The endpoint's answer to ``prompt``: from the cache when known, else from one (retried) request."""
+        t0 = time.perf_counter()
+        key = self.cache_key(prompt)
+        row = self.history.cache_get(key) if self.history is not None else None
+        if row is not None:
+            self.cache_hits += 1
+            return Completion(
+                text=row["response"],
+                prompt_tokens=int(row.get("prompt_tokens") or 0),
+                completion_tokens=int(row.get("completion_tokens") or 0),
+                latency_s=time.perf_counter() - t0,
+                cache_hit=True,
+            )
+        while (pending := self._inflight.get(key)) is not None:
+            # The same prompt is being asked right now: share that answer instead of paying twice.
+            try:
+                done = await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                if pending.cancelled() and not _current_task_cancelling():
+                    continue  # the first asker was cancelled, not us: ask ourselves
+                raise
+            self.cache_hits += 1
+            return Completion(done.text, done.prompt_tokens, done.completion_tokens,
+                              time.perf_counter() - t0, cache_hit=True)
+        fut: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
+        try:
+            self.calls += 1
+            result = await self._fetch(prompt)
+            if self.history is not None:
+                self._store(key, prompt, result)
+        except Exception as exc:
+            fut.set_exception(exc)
+            fut.exception()  # mark it retrieved: there may be nobody else waiting
+            raise
+        except BaseException:
+            fut.cancel()
+            raise
+        else:
+            fut.set_result(result)
+            return result
+        finally:
+            self._inflight.pop(key, None)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def __aenter__(self) -> BlackBox:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- internals ----------------------------------------------------------------------------------------
+    def _store(self, key: str, prompt: str, c: Completion) -> None:
+        p = self.profile
+        self.history.cache_put(  # type: ignore[union-attr]
+            {
+                "key": key,
+                "base_url": self.identity,
+                "model": p.model,
+                "params": json.dumps(
+                    {"api": p.api, "temperature": p.temperature, "max_tokens": p.max_tokens, "stop": list(p.stop)}
+                ),
+                "prompt_sha256": hashlib.sha256(prompt.encode("utf-8")).hexdigest(),
+                "response": c.text,
+                "prompt_tokens": c.prompt_tokens,
+                "completion_tokens": c.completion_tokens,
+                "latency_s": c.latency_s,
+            }
+        )
+
+    async def _ensure_ready(self) -> httpx.AsyncClient:
+        if self._base_url is None and self._server is not None:
+            self._base_url = await asyncio.to_thread(self._server.start)
+        if self._client is None:
+            loopback = httpx.URL(self.base_url).host in ("127.0.0.1", "localhost", "::1")
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.profile.timeout_s),
+                limits=httpx.Limits(max_connections=self.profile.concurrency),
+                transport=self._transport,
+                trust_env=not loopback,  # a proxy from the environment must never catch a local server
+            )
+        return self._client
+
+    def _body(self, prompt: str) -> tuple[str, dict[str, Any]]:
+        p = self.profile
+        body: dict[str, Any] = {"model": p.model, "temperature": p.temperature, "max_tokens": p.max_tokens}
+        if p.stop:
+            body["stop"] = list(p.stop)
+        if p.api == "chat":
+            body["messages"] = [{"role": "user", "content": prompt}]
+            return "/chat/completions", body
+        body["prompt"] = prompt
+        return "/completions", body
+
+    def _headers(self) -> dict[str, str]:
+        var = self.profile.api_key_env
+        if not var:
+            return {}
+        key = os.environ.get(var)
+        if not key:
+            raise EndpointError(
+                f"the API key variable {var} is not set (needed by {self.base_url})",
+                f"export {var}=<your key> before starting, or change api_key_env in the endpoint profile",
+            )
+        return {"Authorization": f"Bearer {key}"}
+
+    async def _fetch(self, prompt: str) -> Completion:
+        client = await self._ensure_ready()
+        path, body = self._body(prompt)
+        headers = self._headers()
+        url = self.base_url + path
+        attempts = self.profile.max_retries + 1
+        scale = self.retry_wait_scale
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(attempts),
+            wait=_WaitRetryAfter(wait_random_exponential(multiplier=BACKOFF_BASE_S * scale, max=BACKOFF_MAX_S * scale)),
+            retry=retry_if_exception_type(_Transient),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        async with self._semaphore:
+            try:
+                return await retrying(self._attempt, client, url, body, headers, prompt)
+            except _Transient as exc:
+                raise self._gave_up(exc, attempts) from None
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.info("%s: %s; retry %d in %.2fs", self.base_url, getattr(exc, "what", exc), state.attempt_number, wait)
+
+    async def _attempt(
+        self, client: httpx.AsyncClient, url: str, body: dict[str, Any], headers: dict[str, str], prompt: str
+    ) -> Completion:
+        if self._limiter is not None:
+            await self._limiter.acquire()
+        self.requests_sent += 1
+        t0 = time.perf_counter()
+        try:
+            resp = await client.post(url, json=body, headers=headers)
+        except httpx.TimeoutException:
+            raise _Transient(f"no answer within {self.profile.timeout_s:g}s", kind="timeout") from None
+        except httpx.ConnectError as exc:
+            raise _Transient(f"cannot connect ({_short(exc)})", kind="connect") from None
+        except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            raise _Transient(f"connection dropped ({_short(exc)})", kind="network") from None
+        latency = time.perf_counter() - t0
+        self._check_status(resp)
+        return self._parse(resp, prompt, latency)
+
+    def _check_status(self, resp: httpx.Response) -> None:
+        code = resp.status_code
+        if code < 400:
+            return
+        retry_after = parse_retry_after(resp.headers.get("retry-after"))
+        if code == 429:
+            raise _Transient("rate limited (HTTP 429)", kind="rate_limit", retry_after=retry_after)
+        if code >= 500 or code == 408:
+            raise _Transient(f"server error HTTP {code}: {self._server_message(resp)}", kind="server",
+                             retry_after=retry_after)
+        var = self.profile.api_key_env
+        if code in (401, 403):
+            where = f"variable {var}" if var else "no api_key_env is set in the profile"
+            raise EndpointError(
+                f"bad or missing API key for {self.base_url} ({where}); the server answered HTTP {code}",
+                f"check the key in ${var}" if var else
+                "set api_key_env in the endpoint profile to the NAME of the variable holding your key",
+            )
+        if code == 404:
+            raise EndpointError(
+                f"model {self.profile.model!r} or URL not found at {self.base_url} (HTTP 404 for "
+                f"{resp.request.url.path}): {self._server_message(resp)}",
+                "check the model name (GET <base_url>/models lists them) and that base_url ends with the API "
+                "prefix, usually /v1",
+            )
+        raise EndpointError(
+            f"{self.base_url} refused the request (HTTP {code}): {self._server_message(resp)}",
+            "check the endpoint profile (model, max_tokens, stop, api = chat or completions)",
+        )
+
+    def _server_message(self, resp: httpx.Response) -> str:
+        """The server's own words about the error, short, with our key scrubbed in case the server echoed it."""
+        try:
+            data = resp.json()
+        except (ValueError, UnicodeDecodeError):
+            data = None
+        msg: Any = None
+        if isinstance(data, dict):
+            err = data.get("error", data.get("detail", data.get("message")))
+            msg = err.get("message", err) if isinstance(err, dict) else err
+        text = str(msg) if msg else (resp.text or resp.reason_phrase or "")
+        text = " ".join(text.split())
+        var = self.profile.api_key_env
+        key = os.environ.get(var) if var else None
+        if key:
+            text = text.replace(key, "<key hidden>")
+        return text[:SERVER_MESSAGE_CHARS] + ("..." if len(text) > SERVER_MESSAGE_CHARS else "") or "(no message)"
+
+    def _parse(self, resp: httpx.Response, prompt: str, latency: float) -> Completion:
+        try:
+            data = resp.json()
+        except (ValueError, UnicodeDecodeError):
+            raise _Transient(f"the answer was not JSON ({resp.text[:80]!r})", kind="garbage") from None
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise _Transient("the answer had no choices", kind="garbage")
+        first = choices[0]
+        if self.profile.api == "chat":
+            message = first.get("message")
+            text = message.get("content") if isinstance(message, dict) else None
+        else:
+            text = first.get("text")
+        if text is None:
+            text = ""
+        if not isinstance(text, str):
+            raise _Transient("the answer's text was not a string", kind="garbage")
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        prompt_tokens = usage.get("prompt_tokens")
+        completion_tokens = usage.get("completion_tokens")
+        return Completion(
+            text=text,
+            prompt_tokens=int(prompt_tokens) if isinstance(prompt_tokens, int) else estimate_tokens(prompt),
+            completion_tokens=int(completion_tokens) if isinstance(completion_tokens, int) else estimate_tokens(text),
+            latency_s=latency,
+        )
+
+    def _gave_up(self, exc: _Transient, attempts: int) -> EndpointError:
+        tries = f"after {attempts} attempt{'s' if attempts != 1 else ''}"
+        if exc.kind == "connect":
+            return EndpointError(
+                f"cannot reach {self.base_url} {tries}: {exc.what}",
+                "check the server is running and the URL is right (including the /v1 prefix)",
+            )
+        if exc.kind == "timeout":
+            return EndpointError(
+                f"{self.base_url} did not answer {tries}: {exc.what}",
+                "check the server is up and not overloaded, or raise timeout_s / lower concurrency in the profile",
+            )
+        if exc.kind == "rate_limit":
+            return EndpointError(
+                f"{self.base_url} kept rate-limiting {tries}",
+                "lower concurrency or set requests_per_minute in the endpoint profile, or raise max_retries",
+            )
+        if exc.kind == "garbage":
+            return EndpointError(
+                f"{self.base_url} gave invalid answers {tries}: {exc.what}",
+                "check base_url points at an OpenAI-compatible API (it usually ends with /v1) and api = chat or "
+                "completions matches what the server offers",
+            )
+        return EndpointError(
+            f"{self.base_url} failed {tries}: {exc.what}",
+            "the server is failing; check its logs, or try again later",
+        )
+
+
+def _current_task_cancelling() -> bool:
+    task = asyncio.current_task()
+    return bool(task is not None and task.cancelling())
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return text[:120]

