@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -27,6 +28,20 @@ from iz_tui.cli import friendly_errors
 
 err_console = Console(stderr=True)
 out_console = Console()
+
+
+def plain_table(headers: list[str], rows: list[list[str]]) -> str:
+    """Fixed-width columns sized to their content; the last column takes what is left of the terminal and is
+    cut with an ellipsis, so a listing stays one line per row at 80 columns."""
+    width = shutil.get_terminal_size((80, 24)).columns
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers[:-1])]
+    last = max(16, width - sum(widths) - 2 * len(widths) - 1)
+
+    def line(cells: list[str]) -> str:
+        tail = cells[-1] if len(cells[-1]) <= last else cells[-1][: last - 1] + "…"
+        return "  ".join(c.ljust(w) for c, w in zip(cells[:-1], widths, strict=True)) + "  " + tail
+
+    return "\n".join([line(headers)] + [line(r) for r in rows])
 
 
 def _fmt(v: Any) -> str:
@@ -152,11 +167,9 @@ def runs(task: str | None, method: str | None, limit: int, as_json: bool) -> Non
     if not rows:
         click.echo("no runs yet: start one with `iz run TASK` or from the TUI (`iz`)")
         return
-    t = Table("id", "task", "method", "status", "evals", "dev", "test", "best instruction")
-    for r in rows:
-        t.add_row(str(r["id"]), r["task"], r["method"], r["status"], str(r["evaluations"]),
-                  _fmt(r["best_dev_score"]), _fmt(r["test_score"]), (r["best_instruction"] or "")[:60])
-    out_console.print(t)
+    cells = [[str(r["id"]), r["task"], r["method"], r["status"], str(r["evaluations"]), _fmt(r["best_dev_score"]),
+              _fmt(r["test_score"]), r["best_instruction"] or ""] for r in rows]
+    click.echo(plain_table(["id", "task", "method", "status", "evals", "dev", "test", "best instruction"], cells))
 
 
 @click.command()
@@ -255,8 +268,9 @@ def export(run_id: int | None, candidate_ids: tuple[int, ...], fmt: str, output:
 def search(query: str, task: str | None, run_id: int | None, starred: bool, limit: int) -> None:
     """Full-text search over every instruction ever scored (best match first)."""
     rows = open_history().search(query or None, task=task, run_id=run_id, starred=starred or None, limit=limit)
-    t = Table("id", "run", "task", "dev", "test", "instruction")
-    for r in rows:
-        t.add_row(str(r["id"]), str(r["run_id"]), r["task"], _fmt(r["dev_score"]), _fmt(r["test_score"]),
-                  r["instruction"])
-    out_console.print(t)
+    if not rows:
+        click.echo("no matching instructions")
+        return
+    cells = [[str(r["id"]), str(r["run_id"]), r["task"], _fmt(r["dev_score"]), _fmt(r["test_score"]),
+              r["instruction"]] for r in rows]
+    click.echo(plain_table(["id", "run", "task", "dev", "test", "instruction"], cells))
