@@ -337,9 +337,16 @@ class History:
         starred: bool | None = None,
         order: str = "relevance",
         limit: int = 500,
+        duplicates: bool = False,
     ) -> list[dict[str, Any]]:
-        """Candidates matching the filters. With a query, full-text search ranked by bm25 (best first)."""
+        """Candidates matching the filters. With a query, full-text search ranked by bm25 (best first).
+
+        Repeats of an instruction within a run (``duplicate_of`` set) are left out unless ``duplicates``: they
+        carry no new information, only the soft prompt that produced the same text again.
+        """
         where, args = ["c.status = 'scored'"], []
+        if not duplicates:
+            where.append("c.duplicate_of is null")
         joins = ""
         rank = "null"
         if query and query.strip():
@@ -362,7 +369,10 @@ class History:
         orders = {
             "relevance": f"{rank}, c.dev_score desc, c.id" if rank != "null" else "c.dev_score desc, c.id",
             "score": "c.dev_score desc, c.id",
-            "rerank": "coalesce(rerank_score, test_score, -1) desc, c.dev_score desc",
+            # Spelled out: inside an expression SQLite would resolve test_score to runs.test_score, not the alias.
+            "rerank": "coalesce((select s.score from scores s where s.candidate_id = c.id and s.kind = 'rerank' "
+                      "order by s.id desc limit 1), (select s.score from scores s where s.candidate_id = c.id "
+                      "and s.kind = 'test' order by s.id desc limit 1), -1) desc, c.dev_score desc, c.id",
             "newest": "c.id desc",
             "rank": "coalesce(m.manual_rank, 1e9), c.dev_score desc",
         }
