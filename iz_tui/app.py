@@ -1,0 +1,297 @@
+"""The Textual application: screens over one lazily started engine process and the local history.
+
+Why it is shaped this way:
+- The TUI must open fast, so nothing heavy is imported here: the history is read straight from SQLite (WAL, so
+  reads never block the engine's writes) and the engine process is spawned only on the first action that needs
+  it (a run or a rerank), then kept for the life of the app and closed on quit.
+- One app factory, ``IZApp(history_path=..., engine_factory=...)``, serves the ``iz`` command and the tests.
+- Engine events arrive through the client's callback on this event loop; the app keeps each run's events (so a
+  screen that attaches late misses nothing) and posts them to the screens listening for that run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from textual.app import App
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.message_pump import MessagePump
+from textual.screen import Screen
+
+from engine.client import EngineClient
+from engine.config import Config, load_config
+from engine.errors import IZError
+from engine.events import Event
+from iz_tui.messages import EngineEvent, HistoryChanged
+
+if TYPE_CHECKING:  # sqlite-utils costs ~0.2 s to import: load it when the history is first needed
+    from engine.store import History
+
+#: Builds the engine client; the app passes the callback that must receive every event.
+EngineFactory = Callable[[Callable[[Event], Any]], EngineClient]
+
+
+def default_engine_factory(on_event: Callable[[Event], Any]) -> EngineClient:
+    """The real engine: ``python -m engine serve`` as a child process."""
+    return EngineClient(on_event=on_event)
+
+
+class IZCommands(Provider):
+    """Command palette entries for the main actions (ctrl+p)."""
+
+    COMMANDS: tuple[tuple[str, str, str], ...] = (
+        ("New run", "new_run", "Pick a task, a method and a budget, then start"),
+        ("History", "history", "Browse every run and candidate"),
+        ("Search instructions", "search", "Full-text search over every scored instruction"),
+        ("Compare runs", "compare", "Best dev score over evaluations for two runs, side by side"),
+        ("Rerank top 3 of the latest run", "rerank_top", "Re-score the 3 best candidates on the test split"),
+        ("Export the latest run", "export", "Write the latest run as JSON or Markdown"),
+        ("Help", "help", "Keys and screens"),
+    )
+
+    async def discover(self) -> Hits:
+        for name, action, help_text in self.COMMANDS:
+            yield DiscoveryHit(name, self._runner(action), help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, action, help_text in self.COMMANDS:
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), self._runner(action), help=help_text)
+
+    def _runner(self, action: str) -> Callable[[], Any]:
+        async def go() -> None:
+            await self.app.run_action(action)
+
+        return go
+
+
+class IZApp(App[None]):
+    """InstructZero for the terminal."""
+
+    TITLE = "InstructZero"
+    SUB_TITLE = "find the best instruction for a black-box LLM"
+    CSS_PATH = "iz.tcss"
+    COMMANDS = App.COMMANDS | {IZCommands}
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("h", "history", "History"),
+        Binding("ctrl+n", "new_run", "New run", show=False),
+    ]
+
+    def __init__(
+        self,
+        history_path: Path | str | None = None,
+        engine_factory: EngineFactory | None = None,
+        config: Config | None = None,
+    ) -> None:
+        super().__init__()
+        self.history_path = Path(history_path) if history_path else None
+        self.engine_factory = engine_factory or default_engine_factory
+        self._config = config
+        self._history: History | None = None
+        self._client: EngineClient | None = None
+        self._client_lock: asyncio.Lock | None = None
+        self._run_events: dict[int, list[Event]] = defaultdict(list)
+        self._listeners: dict[int | None, list[MessagePump]] = defaultdict(list)
+
+    # -- shared state -------------------------------------------------------------------------------------
+    @property
+    def history(self) -> History:
+        """The history database, opened on first use (creating it if needed)."""
+        if self._history is None:
+            from engine.store import open_history
+
+            self._history = open_history(self.history_path)
+        return self._history
+
+    @property
+    def config(self) -> Config:
+        """The user's configuration; a broken file is reported once and the defaults are used meanwhile."""
+        if self._config is None:
+            try:
+                self._config = load_config()
+            except IZError as exc:
+                self.notify(f"{exc.problem}\nfix: {exc.fix}", title="Configuration", severity="error", timeout=15)
+                self._config = Config()
+        return self._config
+
+    def get_default_screen(self) -> Screen[Any]:
+        from iz_tui.screens.home import HomeScreen
+
+        return HomeScreen()
+
+    # -- the engine ---------------------------------------------------------------------------------------
+    async def engine(self) -> EngineClient:
+        """The engine client, started on first use. Raises :class:`IZError` if the engine died earlier."""
+        if self._client_lock is None:
+            self._client_lock = asyncio.Lock()
+        async with self._client_lock:
+            if self._client is not None and not self._client.alive and self._client.proc is not None:
+                dead = self._client
+                self._client = None
+                if dead.dead is not None:
+                    self.notify(f"the engine had stopped ({dead.dead.problem.splitlines()[0]}); starting a new one",
+                                severity="warning")
+            if self._client is None:
+                self._client = self.engine_factory(self._engine_callback)
+                await self._client.start()
+            return self._client
+
+    @property
+    def engine_running(self) -> bool:
+        return self._client is not None and self._client.alive
+
+    def _engine_callback(self, event: Event) -> None:
+        """Called by the client on this loop for every engine event: remember it and forward it."""
+        self._run_events[event.run_id].append(event)
+        for target in (*self._listeners.get(event.run_id, ()), *self._listeners.get(None, ())):
+            target.post_message(EngineEvent(event))
+
+    def listen(self, target: MessagePump, run_id: int | None = None, replay: bool = True) -> None:
+        """Send ``target`` the events of ``run_id`` (None: every run), replaying those it missed."""
+        self._listeners[run_id].append(target)
+        if replay and run_id is not None:
+            for event in self._run_events.get(run_id, ()):
+                target.post_message(EngineEvent(event))
+
+    def unlisten(self, target: MessagePump) -> None:
+        for targets in self._listeners.values():
+            while target in targets:
+                targets.remove(target)
+
+    async def close_engine(self) -> None:
+        """Shut the engine down (it cancels its runs, which stay resumable, and stops the embedded server)."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def action_quit(self) -> None:
+        """Say so while the engine stops (it takes a second or two with the embedded server), then exit."""
+        if self.engine_running:
+            self.notify("stopping the engine… (unfinished runs stay resumable)", title="Quitting")
+            await asyncio.sleep(0.05)  # let the notification paint
+            await self.close_engine()
+        self.exit()
+
+    async def on_unmount(self) -> None:
+        await self.close_engine()
+        if self._history is not None:
+            self._history.close()
+            self._history = None
+
+    # -- helpers screens share ----------------------------------------------------------------------------
+    def history_changed(self, candidate_ids: Sequence[int] = ()) -> None:
+        """Tell every screen on the stack that marks or scores changed."""
+        for screen in self.screen_stack:
+            screen.post_message(HistoryChanged(list(candidate_ids)))
+
+    def copy_text(self, text: str, what: str = "instruction") -> None:
+        """Copy to the clipboard two ways: OSC 52 through the terminal, and the system clipboard when there is one."""
+        self.copy_to_clipboard(text)
+        system = False
+        try:
+            import pyperclip
+
+            pyperclip.copy(text)
+            system = True
+        except Exception:  # no clipboard tool (headless, SSH): OSC 52 alone may still reach the local terminal
+            pass
+        where = "clipboard" if system else "terminal clipboard (OSC 52; no system clipboard found)"
+        self.notify(f"copied the {what} to the {where}", title="Copied")
+
+    def export(self, path: Path | str, fmt: str, *, run_id: int | None = None,
+               candidate_ids: Sequence[int] | None = None) -> Path | None:
+        """Write a run or chosen candidates as JSON or Markdown; say where (or why not) in a notification."""
+        from engine.export import export_data, to_json, to_markdown
+
+        target = Path(path).expanduser()
+        if not target.is_absolute():
+            target = Path.cwd() / target
+        try:
+            data = export_data(self.history, run_id=run_id, candidate_ids=list(candidate_ids or []) or None)
+            text = to_json(data) if fmt == "json" else to_markdown(data)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        except IZError as exc:
+            self.notify(f"{exc.problem}\nfix: {exc.fix}", title="Export failed", severity="error")
+            return None
+        except (OSError, ValueError) as exc:
+            self.notify(f"cannot write {target}: {exc}", title="Export failed", severity="error")
+            return None
+        n = len(data["candidates"])
+        self.notify(f"wrote {n} candidate{'s' if n != 1 else ''} to {target}", title="Exported")
+        return target
+
+    def latest_run_id(self) -> int | None:
+        runs = self.history.runs(limit=1)
+        return runs[0]["id"] if runs else None
+
+    # -- actions (keys and the command palette) -----------------------------------------------------------
+    def action_help(self) -> None:
+        from iz_tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_new_run(self) -> None:
+        from iz_tui.screens.home import HomeScreen
+
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, HomeScreen):
+            self.pop_screen()
+
+    def _history_screen(self) -> Any:
+        from iz_tui.screens.history import HistoryScreen
+
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, HistoryScreen):
+                while self.screen is not screen:
+                    self.pop_screen()
+                return screen
+        screen = HistoryScreen()
+        self.push_screen(screen)
+        return screen
+
+    def action_history(self, run_id: int | None = None, candidate_id: int | None = None) -> None:
+        screen = self._history_screen()
+        if run_id is not None:
+            screen.show_run(run_id, candidate_id)
+
+    def action_search(self) -> None:
+        screen = self._history_screen()
+        screen.call_after_refresh(screen.focus_search)
+
+    def action_compare(self) -> None:
+        from iz_tui.screens.compare import pick_and_compare
+
+        pick_and_compare(self)
+
+    def action_rerank_top(self) -> None:
+        run_id = self.latest_run_id()
+        if run_id is None:
+            self.notify("no runs yet: start one first", severity="warning")
+            return
+        screen = self._history_screen()
+        screen.show_run(run_id)
+        screen.call_after_refresh(screen.action_rerank)
+
+    def action_export(self) -> None:
+        run_id = self.latest_run_id()
+        if run_id is None:
+            self.notify("no runs yet: start one first", severity="warning")
+            return
+        screen = self._history_screen()
+        screen.show_run(run_id)
+        screen.call_after_refresh(screen.action_export)
+
+
+def run_app(history_path: Path | str | None = None) -> None:
+    """Entry point of ``iz`` with no sub-command."""
+    IZApp(history_path=history_path).run()

@@ -1,0 +1,298 @@
+"""Home: pick a task, a method, an endpoint and a budget, then start a run.
+
+Budget presets exist because the paper's setting (150 evaluations of 20 dev examples) takes a long time on a
+laptop CPU; "quick" is a first try that finishes in about a minute, "paper" reproduces the published setting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Input, Label, OptionList, Select, Static, TextArea
+from textual.widgets.option_list import Option
+
+from engine.errors import IZError
+
+METHODS = ("instructzero", "random", "ape", "manual")
+METHOD_HELP = {
+    "instructzero": "soft prompts → local model → instructions, tuned by Bayesian optimisation",
+    "random": "baseline: random soft prompts on the same budget",
+    "ape": "baseline: instructions sampled from the local model (APE)",
+    "manual": "score instructions you write (one a line, below)",
+}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Evaluations (instructions scored), Sobol initial points, batch per BO iteration, dev and test sizes."""
+
+    evaluations: int
+    n_init: int
+    batch_size: int
+    n_dev: int
+    n_test: int
+
+    def settings(self) -> dict[str, int]:
+        """Run settings for the engine; the iteration count follows from the budget."""
+        rest = max(self.evaluations - self.n_init, 0)
+        iterations = -(-rest // self.batch_size) if self.batch_size else 0
+        return {"budget_evaluations": self.evaluations, "n_init": self.n_init, "batch_size": self.batch_size,
+                "n_iterations": iterations, "n_dev": self.n_dev, "n_test": self.n_test}
+
+
+PRESETS: dict[str, Budget] = {
+    "quick": Budget(10, 5, 5, 5, 10),
+    "paper": Budget(150, 25, 25, 20, 100),
+}
+PRESET_LABELS = {
+    "quick": "quick: 10 evals (~1 min)",
+    "paper": "paper: 150 evals (25+5×25)",
+    "custom": "custom",
+}
+FIELDS = (("evaluations", "evals"), ("n_init", "init"), ("batch_size", "batch"), ("n_dev", "dev"),
+          ("n_test", "test"))
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything the engine needs to start a run, as chosen on this screen."""
+
+    task: str
+    method: str
+    endpoint: str
+    settings: dict[str, Any]
+    instructions: tuple[str, ...] = ()
+
+    @property
+    def budget(self) -> int:
+        if self.method == "manual":
+            return len(self.instructions)
+        return int(self.settings.get("budget_evaluations") or 0)
+
+
+class HomeScreen(Screen[None]):
+    """Start a run."""
+
+    BINDINGS = [
+        Binding("ctrl+r", "start", "Start run"),
+        Binding("f2", "preset('quick')", "Quick", show=False),
+        Binding("f3", "preset('paper')", "Paper", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._tasks: dict[str, Any] = {}
+        self._setting_preset = False
+
+    def compose(self) -> ComposeResult:
+        cfg = self.app.config  # type: ignore[attr-defined]
+        yield Header()
+        with Horizontal(id="home-top"):
+            yield OptionList(id="tasks")
+            with VerticalScroll(id="task-preview-box"):
+                yield Static("loading tasks…", id="task-preview")
+        with Vertical(id="run-form"):
+            with Horizontal(classes="form-row"):
+                yield Label("Method", classes="form-label")
+                yield Select([(m, m) for m in METHODS], value=cfg.run.method, allow_blank=False, compact=True,
+                             id="method")
+                yield Label("Endpoint", classes="form-label")
+                yield Select([(n, n) for n in sorted(cfg.endpoints)], value=cfg.default_endpoint,
+                             allow_blank=False, compact=True, id="endpoint")
+            yield Static("", id="method-help")
+            with Horizontal(classes="form-row"):
+                yield Label("Budget", classes="form-label")
+                yield Select([(label, key) for key, label in PRESET_LABELS.items()], value="quick",
+                             allow_blank=False, compact=True, id="preset")
+            with Horizontal(classes="form-row", id="numbers"):
+                quick = PRESETS["quick"]
+                for attr, label in FIELDS:
+                    yield Label(label, classes="num-label")
+                    yield Input(str(getattr(quick, attr)), type="integer", compact=True, id=f"num-{attr}",
+                                classes="num")
+            yield TextArea(id="manual", classes="hidden")
+            with Horizontal(classes="form-row"):
+                yield Button("Start ▶", variant="success", compact=True, id="start")
+                yield Static("", id="estimate")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#task-preview-box").can_focus = False  # one tab stop fewer between the task and the form
+        self.query_one("#manual", TextArea).border_title = "Instructions to score (one a line)"
+        self.query_one("#tasks", OptionList).border_title = "Task"
+        self._load_tasks()
+        self._update_method_help()
+        self._update_estimate()
+
+    def _load_tasks(self) -> None:
+        from engine.tasks import list_tasks
+
+        options = self.query_one("#tasks", OptionList)
+        try:
+            tasks = list_tasks()
+        except IZError as exc:
+            self.query_one("#task-preview", Static).update(f"[b red]Cannot list tasks[/]\n{exc.problem}\n{exc.fix}")
+            return
+        self._tasks = {t.name: t for t in tasks}
+        options.clear_options()
+        options.add_options([Option(t.name if t.builtin else f"{t.name} (yours)", id=t.name) for t in tasks])
+        if tasks:
+            names = [t.name for t in tasks]
+            options.highlighted = names.index("larger_animal") if "larger_animal" in names else 0
+            self._show_task(tasks[options.highlighted].name)
+        else:
+            self.query_one("#task-preview", Static).update("no tasks found: import one with `iz tasks import FILE`")
+        options.focus()
+
+    @property
+    def selected_task(self) -> str | None:
+        options = self.query_one("#tasks", OptionList)
+        if options.highlighted is None:
+            return None
+        return options.get_option_at_index(options.highlighted).id
+
+    @on(OptionList.OptionHighlighted, "#tasks")
+    def _task_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        if event.option.id:
+            self._show_task(event.option.id)
+
+    @on(OptionList.OptionSelected, "#tasks")
+    def _task_selected(self) -> None:
+        self.query_one("#method", Select).focus()
+
+    def _show_task(self, name: str) -> None:
+        from rich.markup import escape
+
+        t = self._tasks.get(name)
+        if t is None:
+            return
+        kind = "built-in" if t.builtin else f"yours ({t.source})"
+        lines = [f"[b]{escape(t.name)}[/]  ·  metric [b]{t.metric}[/]  ·  {len(t.examples)} examples  ·  {kind}",
+                 escape(t.description or ""), "", "[dim]examples[/]"]
+        for ex in t.examples[:4]:
+            answers = " | ".join(ex.answers[:2])
+            lines.append(f"  {escape(ex.input[:40])} [dim]→[/] {escape(answers[:30])}")
+        self.query_one("#task-preview", Static).update("\n".join(lines))
+        self.query_one("#task-preview-box").border_title = "Preview"
+
+    # -- form ---------------------------------------------------------------------------------------------
+    @on(Select.Changed, "#method")
+    def _method_changed(self) -> None:
+        manual = self.query_one("#method", Select).value == "manual"
+        self.query_one("#manual", TextArea).set_class(not manual, "hidden")
+        self.query_one("#numbers").set_class(manual, "hidden")
+        self.query_one("#preset", Select).disabled = manual
+        self._update_method_help()
+        self._update_estimate()
+
+    def _update_method_help(self) -> None:
+        method = str(self.query_one("#method", Select).value)
+        self.query_one("#method-help", Static).update(f"[dim]{METHOD_HELP.get(method, '')}[/]")
+
+    @on(Select.Changed, "#preset")
+    def _preset_changed(self, event: Select.Changed) -> None:
+        if event.value in PRESETS:
+            self.action_preset(str(event.value))
+
+    def action_preset(self, name: str) -> None:
+        """Fill the numbers from a preset (editing a number afterwards switches to "custom")."""
+        budget = PRESETS[name]
+        self._setting_preset = True
+        try:
+            for attr, _ in FIELDS:
+                self.query_one(f"#num-{attr}", Input).value = str(getattr(budget, attr))
+            self.query_one("#preset", Select).value = name
+        finally:
+            self.call_after_refresh(self._preset_done)
+        self._update_estimate()
+
+    def _preset_done(self) -> None:
+        self._setting_preset = False
+
+    @on(Input.Changed, ".num")
+    def _number_changed(self) -> None:
+        if not self._setting_preset:
+            current = self._budget()
+            match = next((k for k, b in PRESETS.items() if b == current), "custom")
+            preset = self.query_one("#preset", Select)
+            if preset.value != match:
+                preset.value = match
+        self._update_estimate()
+
+    @on(TextArea.Changed, "#manual")
+    def _manual_changed(self) -> None:
+        self._update_estimate()
+
+    def _budget(self) -> Budget | None:
+        values: dict[str, int] = {}
+        for attr, _ in FIELDS:
+            text = self.query_one(f"#num-{attr}", Input).value.strip()
+            try:
+                values[attr] = int(text)
+            except ValueError:
+                return None
+        return Budget(**values)
+
+    def _instructions(self) -> list[str]:
+        return [ln.strip() for ln in self.query_one("#manual", TextArea).text.splitlines() if ln.strip()]
+
+    def _update_estimate(self) -> None:
+        est = self.query_one("#estimate", Static)
+        if self.query_one("#method", Select).value == "manual":
+            n = len(self._instructions())
+            est.update(f"{n} instruction{'s' if n != 1 else ''} to score")
+            return
+        b = self._budget()
+        if b is None:
+            est.update("[red]numbers only[/]")
+            return
+        est.update(f"≤ {b.evaluations * b.n_dev + b.n_test} black-box calls "
+                   f"({b.evaluations}×{b.n_dev} dev + {b.n_test} test)")
+
+    def validate(self) -> RunRequest | str:
+        """The run to start, or what is wrong with the form (said in words, not a traceback)."""
+        task = self.selected_task
+        if not task:
+            return "pick a task first"
+        method = str(self.query_one("#method", Select).value)
+        endpoint = str(self.query_one("#endpoint", Select).value)
+        if method == "manual":
+            instructions = self._instructions()
+            if not instructions:
+                return "the manual method scores instructions you write: type at least one (one a line)"
+            dev = self._budget()
+            settings: dict[str, Any] = {"method": method}
+            if dev is not None:
+                settings.update(n_dev=dev.n_dev, n_test=dev.n_test)
+            return RunRequest(task, method, endpoint, settings, tuple(instructions))
+        b = self._budget()
+        if b is None:
+            return "the budget numbers must be whole numbers"
+        if min(b.evaluations, b.n_init, b.batch_size, b.n_dev) < 1 or b.n_test < 0:
+            return "evals, init, batch and dev must be at least 1 (test may be 0)"
+        if b.n_init > b.evaluations:
+            return f"init ({b.n_init}) cannot exceed the budget ({b.evaluations} evaluations)"
+        t = self._tasks.get(task)
+        if t is not None and b.n_dev + b.n_test + 5 > len(t.examples):
+            return (f"{task} has {len(t.examples)} examples: dev {b.n_dev} + test {b.n_test} + 5 demos do not fit; "
+                    "lower dev or test")
+        return RunRequest(task, method, endpoint, {"method": method, **b.settings()})
+
+    @on(Button.Pressed, "#start")
+    def _start_pressed(self) -> None:
+        self.action_start()
+
+    def action_start(self) -> None:
+        request = self.validate()
+        if isinstance(request, str):
+            self.notify(request, title="Cannot start", severity="warning")
+            return
+        from iz_tui.screens.run import RunScreen
+
+        self.app.push_screen(RunScreen(request))

@@ -1,0 +1,359 @@
+"""The live run: progress over the budget, a best-so-far plot, candidates as they arrive, cancel, the result.
+
+Everything here is driven by engine events (the app forwards the ones of this run), so the screen shows the same
+thing whether the run started a second ago or is being resumed; errors arrive as a RunFailed event (the engine
+said what went wrong) or an EngineError (the engine died) and are shown as words and a next step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.markup import escape
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Footer, Header, ProgressBar, Static
+
+from engine.errors import IZError
+from engine.events import (
+    CandidateProposed,
+    CandidateScored,
+    IterationDone,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    Status,
+)
+from iz_tui.messages import EngineEvent
+from iz_tui.screens.home import RunRequest
+from iz_tui.widgets.common import fmt_score, friendly_error
+from iz_tui.widgets.plot import BestPlot
+
+BEST = "◆"
+
+
+class RunScreen(Screen[None]):
+    """One run, live."""
+
+    BINDINGS = [
+        Binding("x", "cancel", "Cancel run"),
+        Binding("o", "open_history", "Open in history"),
+        Binding("c", "copy_best", "Copy best"),
+        Binding("u", "resume", "Resume", show=False),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self, request: RunRequest | None = None, *, resume_run_id: int | None = None) -> None:
+        super().__init__()
+        self.request = request
+        self.run_id: int | None = resume_run_id
+        self.budget = request.budget if request else 0
+        self._state = "starting"
+        self.best_id: int | None = None
+        self.best_instruction: str | None = None
+        self.summary: dict[str, Any] = {}
+        self._xs: list[float] = []
+        self._ys: list[float] = []
+        self._cancel_requested = False
+        self._best_score = float("-inf")
+
+    # -- layout -------------------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(self._title_text(), id="run-title")
+        yield Static("starting the engine…", id="run-status")
+        with Horizontal(id="run-progress"):
+            yield ProgressBar(total=self.budget or None, show_eta=False, show_percentage=False, id="run-bar")
+            yield Static("", id="run-counts")
+        yield BestPlot("best dev score over evaluations", id="run-plot")
+        yield DataTable(id="run-cands", cursor_type="row", zebra_stripes=True)
+        with Vertical(id="run-result", classes="hidden"):
+            yield Static("", id="run-result-text")
+            with Horizontal(id="run-result-buttons"):
+                yield Button("Open in history", variant="primary", compact=True, id="btn-history")
+                yield Button("Copy best", compact=True, id="btn-copy")
+                yield Button("New run", compact=True, id="btn-new")
+        with Horizontal(id="run-buttons"):
+            yield Button("Cancel run (x)", variant="error", compact=True, id="btn-cancel")
+        yield Footer()
+
+    def _title_text(self) -> str:
+        if self.request is None:
+            return f"[b]run {self.run_id}[/] (resumed)"
+        r = self.request
+        return f"[b]{escape(r.task)}[/] · {r.method} · endpoint {escape(r.endpoint)}" + (
+            f" · run {self.run_id}" if self.run_id else "")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#run-cands", DataTable)
+        table.add_column(" ", key="best", width=1)
+        table.add_column("#", key="pos", width=3)
+        table.add_column("it", key="it", width=2)
+        table.add_column("dev", key="dev", width=5)
+        table.add_column("cache", key="cache", width=5)
+        table.add_column("instruction", key="instruction")
+        table.border_title = "Candidates"
+        if self.request is not None:
+            self._start()
+        elif self.run_id is not None:
+            self._prefill_from_history(self.run_id)
+            self._resume()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Show in the footer only the keys that make sense now (no cancel once the run has ended)."""
+        ended = self.state in ("finished", "cancelled", "stopped", "failed")
+        if action == "cancel":
+            return not ended
+        if action == "resume":
+            return self.state in ("cancelled", "failed") and self.run_id is not None
+        if action == "open_history":
+            return self.run_id is not None
+        if action == "copy_best":
+            return bool(self.best_instruction)
+        return True
+
+    @property
+    def state(self) -> str:
+        """starting | running | cancelling | finished | cancelled | stopped | failed"""
+        return self._state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        self._state = value
+        if self.is_mounted:
+            self.refresh_bindings()
+
+    def on_unmount(self) -> None:
+        self.app.unlisten(self)  # type: ignore[attr-defined]
+
+    # -- talking to the engine ----------------------------------------------------------------------------
+    @work(exclusive=True, group="engine")
+    async def _start(self) -> None:
+        assert self.request is not None
+        r = self.request
+        try:
+            client = await self.app.engine()  # type: ignore[attr-defined]
+            self._set_status("engine started; creating the run…")
+            self.run_id = await client.start_run(r.task, settings=r.settings, endpoint=r.endpoint,
+                                                 instructions=list(r.instructions))
+        except IZError as exc:
+            self._fail(exc.problem, exc.fix)
+            return
+        except OSError as exc:  # the engine could not even be spawned
+            self._fail(f"cannot start the engine process: {exc.strerror or exc}",
+                       "check the installation (`iz --help` should work) and try again")
+            return
+        self.state = "running"
+        self.query_one("#run-title", Static).update(self._title_text())
+        self.app.listen(self, self.run_id)  # type: ignore[attr-defined]
+        if self._cancel_requested:
+            self.action_cancel()
+
+    @work(exclusive=True, group="engine")
+    async def _resume(self) -> None:
+        assert self.run_id is not None
+        try:
+            client = await self.app.engine()  # type: ignore[attr-defined]
+            self.app.listen(self, self.run_id, replay=False)  # type: ignore[attr-defined]
+            await client.resume_run(self.run_id)
+        except IZError as exc:
+            self._fail(exc.problem, exc.fix)
+            return
+        self.state = "running"
+        self._show_running()
+
+    def _prefill_from_history(self, run_id: int) -> None:
+        """On resume, show what the run already scored (the engine re-sends only what it does from now on)."""
+        h = self.app.history  # type: ignore[attr-defined]
+        run = h.run(run_id)
+        self.budget = run["settings"].get("budget_evaluations") or (
+            run["settings"].get("n_init", 0) + run["settings"].get("n_iterations", 0) * run["settings"].get(
+                "batch_size", 0))
+        self.query_one("#run-title", Static).update(
+            f"[b]{escape(run['task'])}[/] · {run['method']} · endpoint {escape(run['endpoint'].get('name', '?'))}"
+            f" · run {run_id} (resumed)")
+        bar = self.query_one("#run-bar", ProgressBar)
+        bar.update(total=self.budget or None)
+        n = 0
+        for c in h.candidates(run_id):
+            self._add_row(c["id"], c["position"], c["iteration"], c["instruction"])
+            if c["status"] == "scored":
+                n += 1
+                self._scored_row(c["id"], c["dev_score"], bool(c["cache_hit"]), n, c["instruction"])
+        bar.update(progress=n)
+
+    def on_engine_event(self, message: EngineEvent) -> None:
+        ev = message.event
+        if ev.run_id != self.run_id:
+            return
+        if isinstance(ev, RunStarted):
+            self.budget = ev.budget
+            self.query_one("#run-bar", ProgressBar).update(total=ev.budget)
+            self._set_status(f"run {ev.run_id} started: {ev.budget} evaluations to spend")
+            for note in ev.notes:
+                self.notify(note, title="Note")
+        elif isinstance(ev, Status):
+            self._set_status(ev.message)
+        elif isinstance(ev, CandidateProposed):
+            self._add_row(ev.candidate_id, ev.position, ev.iteration, ev.instruction)
+        elif isinstance(ev, CandidateScored):
+            self._on_scored(ev)
+        elif isinstance(ev, IterationDone):
+            self._set_status(f"iteration {ev.iteration} done · best dev {fmt_score(ev.best_dev_score)} "
+                             f"after {ev.evaluations} evaluations")
+        elif isinstance(ev, RunFinished):
+            self._finished(ev)
+        elif isinstance(ev, RunFailed):
+            self._fail(ev.problem, ev.fix)
+
+    # -- updates ------------------------------------------------------------------------------------------
+    def _set_status(self, text: str) -> None:
+        self.query_one("#run-status", Static).update(f"[dim]status:[/] {escape(text)}")
+
+    def _add_row(self, cid: int, position: int, iteration: int, instruction: str) -> None:
+        table = self.query_one("#run-cands", DataTable)
+        if str(cid) in table.rows:
+            return
+        table.add_row("", str(position + 1), str(iteration), "…", "", instruction, key=str(cid))
+
+    def _on_scored(self, ev: CandidateScored) -> None:
+        self._add_row(ev.candidate_id, ev.position, ev.iteration, ev.instruction)
+        self._scored_row(ev.candidate_id, ev.dev_score, ev.cache_hit, ev.evaluations, ev.instruction,
+                         best=(ev.best_candidate_id, ev.best_dev_score))
+        self.query_one("#run-bar", ProgressBar).update(total=ev.budget or None, progress=ev.evaluations)
+        self.query_one("#run-counts", Static).update(
+            f"{ev.evaluations}/{ev.budget} evals · {ev.calls} calls · {ev.calls_saved} saved by cache")
+
+    def _scored_row(self, cid: int, dev: float | None, cache_hit: bool, evaluations: int, instruction: str,
+                    best: tuple[int, float] | None = None) -> None:
+        table = self.query_one("#run-cands", DataTable)
+        key = str(cid)
+        table.update_cell(key, "dev", fmt_score(dev))
+        table.update_cell(key, "cache", "hit" if cache_hit else "")
+        if best is None:  # prefilled from the history: work the running best out here
+            best = (cid, dev) if dev is not None and dev > self._best_score else (self.best_id, self._best_score)
+        best_id, best_score = best
+        self._best_score = best_score if best_score is not None else self._best_score
+        if best_id is not None and best_id != self.best_id:
+            if self.best_id is not None and str(self.best_id) in table.rows:
+                table.update_cell(str(self.best_id), "best", "")
+            if str(best_id) in table.rows:
+                table.update_cell(str(best_id), "best", Text(BEST, style="bold green"))
+            self.best_id = best_id
+            if best_id == cid:
+                self.best_instruction = instruction
+                self.refresh_bindings()
+        self._xs.append(float(evaluations))
+        self._ys.append(max(float(self._best_score), 0.0))
+        self.query_one("#run-plot", BestPlot).set_series([("best", self._xs, self._ys)])
+
+    def _show_running(self) -> None:
+        self.remove_class("done")
+        self.query_one("#run-result").add_class("hidden")
+        self.query_one("#run-buttons").remove_class("hidden")
+
+    def _show_result(self, markup: str, *, ok: bool) -> None:
+        box = self.query_one("#run-result")
+        self.add_class("done")
+        box.remove_class("hidden")
+        box.set_class(not ok, "failed")
+        self.query_one("#run-result-text", Static).update(markup)
+        self.query_one("#run-buttons").add_class("hidden")
+        self.query_one("#btn-history").display = self.run_id is not None
+        self.query_one("#btn-copy").display = bool(self.best_instruction)
+        self.query_one("#btn-history", Button).focus()
+
+    def _finished(self, ev: RunFinished) -> None:
+        s = ev.summary
+        self.summary = s
+        self.state = ev.status
+        self.best_id = s.get("best_candidate_id") or self.best_id
+        self.best_instruction = s.get("best_instruction") or self.best_instruction
+        head = {
+            "finished": "[b green]Finished[/]",
+            "cancelled": "[b yellow]Cancelled[/] (u resumes)",
+            "stopped": f"[b yellow]Stopped by the {ev.stop_reason} budget[/]",
+        }.get(ev.status, ev.status)
+        best = escape(self.best_instruction or "-")
+        self._show_result(
+            f"{head} · {s.get('evaluations', 0)} evaluations · {s.get('calls', 0)} calls "
+            f"({s.get('calls_saved', 0)} saved) · {s.get('seconds') or 0:.0f} s\n"
+            f"best: [b]{best}[/]\n"
+            f"dev {fmt_score(s.get('dev_score'))} · test {fmt_score(s.get('test_score'))}",
+            ok=ev.status == "finished",
+        )
+        self._set_status(f"run {ev.run_id} {ev.status}")
+
+    def _fail(self, problem: str, fix: str | None) -> None:
+        self.state = "failed"
+        head, todo = friendly_error(problem, fix)
+        resume = f"\n[dim]resume it later with u (or `iz run --resume {self.run_id}`)[/]" if self.run_id else ""
+        self._show_result(f"[b red]The run failed:[/] {escape(head)}\n[b]What to do:[/] {escape(todo)}{resume}",
+                          ok=False)
+        self._set_status("failed")
+
+    # -- actions ------------------------------------------------------------------------------------------
+    def action_cancel(self) -> None:
+        if self.state in ("finished", "cancelled", "stopped", "failed"):
+            self.notify("the run is not running", severity="information")
+            return
+        if self.run_id is None:
+            self._cancel_requested = True
+            self._set_status("cancelling as soon as the run starts…")
+            return
+        self.state = "cancelling"
+        self._set_status("cancelling… (stops after the candidate being scored; it stays resumable)")
+        self._send_cancel(self.run_id)
+
+    @work(group="cancel")
+    async def _send_cancel(self, run_id: int) -> None:
+        try:
+            client = await self.app.engine()  # type: ignore[attr-defined]
+            await client.cancel_run(run_id)
+        except IZError as exc:
+            self.notify(exc.problem.splitlines()[0], title="Cancel failed", severity="error")
+
+    def action_resume(self) -> None:
+        if self.state not in ("cancelled", "failed") or self.run_id is None:
+            return
+        self.state = "starting"
+        self._set_status(f"resuming run {self.run_id}…")
+        self._show_running()
+        self._resume()
+
+    def action_open_history(self) -> None:
+        if self.run_id is None:
+            self.notify("the run has not started yet", severity="warning")
+            return
+        self.app.action_history(run_id=self.run_id, candidate_id=self.best_id)  # type: ignore[attr-defined]
+
+    def action_copy_best(self) -> None:
+        if self.best_instruction:
+            self.app.copy_text(self.best_instruction, "best instruction")  # type: ignore[attr-defined]
+        else:
+            self.notify("no instruction scored yet", severity="warning")
+
+    def action_back(self) -> None:
+        if self.state in ("starting", "running", "cancelling"):
+            self.notify("the run goes on in the engine; find it in the history (h)", title="Still running")
+        self.app.pop_screen()
+
+    @on(Button.Pressed, "#btn-cancel")
+    def _cancel_pressed(self) -> None:
+        self.action_cancel()
+
+    @on(Button.Pressed, "#btn-history")
+    def _history_pressed(self) -> None:
+        self.action_open_history()
+
+    @on(Button.Pressed, "#btn-copy")
+    def _copy_pressed(self) -> None:
+        self.action_copy_best()
+
+    @on(Button.Pressed, "#btn-new")
+    def _new_pressed(self) -> None:
+        self.app.pop_screen()

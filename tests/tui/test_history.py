@@ -1,0 +1,324 @@
+"""History: search, filters, sorting, details, star, note, rerank, export, copy, compare, palette, help."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.widgets import Checkbox, DataTable, Input, Select
+
+from iz_tui.app import IZApp
+from iz_tui.screens.compare import CompareScreen
+from iz_tui.screens.detail import CandidateScreen
+from iz_tui.screens.help import HelpScreen
+from iz_tui.screens.history import HistoryScreen
+from iz_tui.screens.modals import CompareModal, ExportModal, NoteModal, RerankModal
+
+from .conftest import default_config
+from .helpers import screen_text, text_of, wait_for
+
+
+async def _history(pilot, app) -> HistoryScreen:
+    await pilot.pause()
+    await pilot.press("h")
+    return await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen) and app.screen, what="history")
+
+
+def _ids(screen: HistoryScreen) -> list[int]:
+    table = screen.query_one("#hist-table", DataTable)
+    return [int(row.key.value) for row in table.ordered_rows]
+
+
+async def test_lists_every_scored_candidate_best_first(filled) -> None:
+    app = IZApp(config=default_config())
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _history(pilot, app)
+        ids = _ids(screen)
+        assert len(ids) == 12  # the repeat of an instruction within a run is left out
+        devs = [screen.rows[i]["dev_score"] for i in ids]
+        assert devs == sorted(devs, reverse=True)
+        assert "12 candidates" in text_of(app, "#hist-info")
+
+
+async def test_full_text_search_and_filters(filled) -> None:
+    app = IZApp(config=default_config())
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _history(pilot, app)
+        await pilot.press("slash")
+        assert app.focused is screen.query_one("#search", Input)
+        await pilot.press(*"larger")
+        await wait_for(pilot, lambda: len(screen.rows) == 2, what="search results")
+        assert all("larger" in r["instruction"].lower() for r in screen.rows.values())
+        assert screen.query_one("#sort", Select).value == "relevance"
+        await pilot.press("enter")  # back to the table
+        assert app.focused is screen.query_one("#hist-table", DataTable)
+        screen.query_one("#search", Input).value = ""
+        await wait_for(pilot, lambda: len(screen.rows) == 12, what="all again")
+        screen.query_one("#f-run", Select).value = filled["runs"][1]
+        await wait_for(pilot, lambda: len(screen.rows) == 4, what="run filter")
+        screen.query_one("#f-run", Select).clear()
+        screen.query_one("#f-method", Select).value = "ape"
+        await wait_for(pilot, lambda: len(screen.rows) == 3, what="method filter")
+        screen.query_one("#f-method", Select).clear()
+        screen.query_one("#f-task", Select).value = "first_letter"
+        await wait_for(pilot, lambda: len(screen.rows) == 3, what="task filter")
+        screen.query_one("#f-task", Select).clear()
+        screen.query_one("#f-min", Input).value = "0.9"
+        await wait_for(pilot, lambda: len(screen.rows) == 2, what="min score")
+        screen.query_one("#f-min", Input).value = ""
+        screen.query_one("#f-max", Input).value = "0.1"
+        await wait_for(pilot, lambda: len(screen.rows) == 2, what="max score")
+        screen.query_one("#f-max", Input).value = ""
+        screen.query_one("#starred", Checkbox).value = True
+        await wait_for(pilot, lambda: len(screen.rows) == 1, what="starred")
+        screen.query_one("#f-method", Select).value = "random"
+        await wait_for(pilot, lambda: len(screen.rows) == 0, what="nothing")
+        assert "no candidates match" in text_of(app, "#hist-info")
+
+
+async def test_sort_orders(filled, history) -> None:
+    app = IZApp(config=default_config())
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _history(pilot, app)
+        history.set_mark(3, manual_rank=1)
+        screen.query_one("#sort", Select).value = "newest"
+        await wait_for(pilot, lambda: _ids(screen)[0] == 13, what="newest first")
+        screen.query_one("#sort", Select).value = "rank"
+        await wait_for(pilot, lambda: _ids(screen)[0] == 3, what="manual rank first")
+        screen.query_one("#sort", Select).value = "rerank"
+        await wait_for(pilot, lambda: _ids(screen)[0] == filled["best"][filled["runs"][2]], what="best test")
+        await pilot.press("o")  # cycles to the next order
+        await pilot.pause()
+        assert screen.query_one("#sort", Select).value == "newest"
+
+
+async def test_star_and_note(filled, history) -> None:
+    app = IZApp(config=default_config())
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _history(pilot, app)
+        cid = screen.current_id()
+        assert cid == filled["best"][filled["runs"][0]]  # starred already
+        await pilot.press("s")
+        assert not history.candidate(cid)["star"]
+        await pilot.press("s")
+        assert history.candidate(cid)["star"] == 1
+        await pilot.press("down", "n")
+        modal = await wait_for(pilot, lambda: isinstance(app.screen, NoteModal) and app.screen, what="note modal")
+        modal.query_one("#note-input", Input).value = ""
+        await pilot.press(*"too vague", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen), what="back")
+        other = screen.current_id()
+        assert other != cid
+        assert history.candidate(other)["note"] == "too vague"
+        assert "too vague" in text_of(app, "#hist-info")
+
+
+async def test_details_show_outputs_and_scores(filled, history) -> None:
+    app = IZApp(config=default_config())
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _history(pilot, app)
+        cid = screen.current_id()
+        await pilot.press("enter")
+        detail = await wait_for(pilot, lambda: isinstance(app.screen, CandidateScreen) and app.screen, what="detail")
+        table = detail.query_one("#detail-outputs", DataTable)
+        assert table.row_count == 6  # 3 dev + 3 test outputs
+        assert "Pick the bigger animal of the pair." in text_of(app, "#detail-instruction")
+        assert "the clear winner" in text_of(app, "#detail-instruction")
+        scores = text_of(app, "#detail-scores")
+        assert "dev 1.000 on 3 examples" in scores and "test 0.700 on 3 test examples" in scores
+        await pilot.press("s")
+        await pilot.pause()
+        assert not history.candidate(cid)["star"]
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, NoteModal), what="note")
+        app.screen.query_one("#note-input", Input).value = "rechecked"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "rechecked" in text_of(app, "#detail-instruction"), what="note shown")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen), what="back")
+        await pilot.pause()
+        assert not screen.rows[cid]["star"]  # the list reloaded the mark made in the detail view
+
+
+async def test_rerank_selected_candidates(filled, fake_engine, history) -> None:
+    factory = fake_engine("finish")
+    app = IZApp(config=default_config(), engine_factory=factory)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _history(pilot, app)
+        await pilot.press("down", "down", "space", "space")
+        chosen = list(screen.selected)
+        assert len(chosen) == 2
+        await pilot.press("r")
+        modal = await wait_for(pilot, lambda: isinstance(app.screen, RerankModal) and app.screen, what="modal")
+        modal.query_one("#rerank-n", Input).value = "7"
+        await pilot.click(".ok")
+        await wait_for(pilot, lambda: screen.query_one("#sort", Select).value == "rerank", what="sorted by rerank")
+        await wait_for(pilot, lambda: all(screen.rows[c]["rerank_score"] is not None for c in chosen), what="new")
+        assert factory.engine.reranked == [chosen]
+        ids = _ids(screen)
+        # the rerank column shows the new scores, and the list sorts by them (rerank, then test, then dev)
+        keyed = [screen.rows[i].get("rerank_score") or screen.rows[i].get("test_score") or -1 for i in ids]
+        assert keyed == sorted(keyed, reverse=True)
+        table = screen.query_one("#hist-table", DataTable)
+        assert str(table.get_cell(str(chosen[1]), "rerank")) == "0.250"
+
+
+async def test_rerank_top_k_of_a_run(filled, fake_engine) -> None:
+    factory = fake_engine("finish")
+    app = IZApp(config=default_config(), engine_factory=factory)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _history(pilot, app)
+        run1 = filled["runs"][0]
+        await pilot.press("r")
+        modal = await wait_for(pilot, lambda: isinstance(app.screen, RerankModal) and app.screen, what="modal")
+        await wait_for(pilot, lambda: modal.query_one("#rerank-run", Select).value == run1, what="run")
+        assert modal.query_one("#rerank-k", Input).value == "3"
+        await pilot.click(".ok")
+        await wait_for(pilot, lambda: factory.engine.reranked, what="rerank sent")
+        # top 3 by dev score, one per distinct instruction (candidate 5 repeats candidate 2's instruction)
+        assert factory.engine.reranked == [[4, 2, 6]]
+        await wait_for(pilot, lambda: screen.filters()["run_id"] == run1, what="run shown")
+        await wait_for(pilot, lambda: _ids(screen)[:3] == [6, 2, 4], what="sorted by the new scores")
+
+
+async def test_rerank_failure_is_a_notification(filled, fake_engine) -> None:
+    factory = fake_engine("die")
+    app = IZApp(config=default_config(), engine_factory=factory)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        screen = await _history(pilot, app)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, RerankModal), what="modal")
+        await pilot.click(".ok")
+        await wait_for(pilot, lambda: any("Rerank failed" in (n.title or "") for n in app._notifications),
+                       what="notification")
+        assert not screen._reranking
+
+
+async def test_export_selection_as_json_and_run_as_markdown(filled, workdir: Path) -> None:
+    app = IZApp(config=default_config())
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _history(pilot, app)
+        await pilot.press("space", "space")
+        chosen = list(screen.selected)
+        await pilot.press("e")
+        modal = await wait_for(pilot, lambda: isinstance(app.screen, ExportModal) and app.screen, what="export")
+        assert modal.query_one("#export-path", Input).value == "iz-selection.json"
+        await pilot.click(".ok")
+        await wait_for(pilot, lambda: (workdir / "iz-selection.json").exists(), what="json file")
+        data = json.loads((workdir / "iz-selection.json").read_text())
+        assert sorted(c["id"] for c in data["candidates"]) == sorted(chosen)
+        await pilot.press("a")  # clear the selection: now the export is the highlighted candidate's run
+        await pilot.pause()
+        await pilot.press("e")
+        modal = await wait_for(pilot, lambda: isinstance(app.screen, ExportModal) and app.screen, what="export")
+        modal.query_one("#export-format", Select).value = "md"
+        await pilot.pause()
+        assert modal.query_one("#export-path", Input).value == "iz-run-1.md"
+        modal.query_one("#export-path", Input).value = "out/run1.md"
+        await pilot.click(".ok")
+        await wait_for(pilot, lambda: (workdir / "out" / "run1.md").exists(), what="md file")
+        md = (workdir / "out" / "run1.md").read_text()
+        assert md.startswith("# Run 1: larger_animal (instructzero)")
+        assert "Pick the bigger animal of the pair." in md
+
+
+async def test_copy_uses_osc52_and_pyperclip(filled, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyperclip
+
+    copied: list[str] = []
+    monkeypatch.setattr(pyperclip, "copy", copied.append)
+    app = IZApp(config=default_config())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _history(pilot, app)
+        await pilot.press("c")
+        assert copied == ["Pick the bigger animal of the pair."]
+        assert app.clipboard == "Pick the bigger animal of the pair."
+
+
+async def test_copy_without_a_system_clipboard_fails_quietly(filled, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyperclip
+
+    def broken(_: str) -> None:
+        raise pyperclip.PyperclipException("no clipboard")
+
+    monkeypatch.setattr(pyperclip, "copy", broken)
+    app = IZApp(config=default_config())
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await _history(pilot, app)
+        await pilot.press("c")
+        await pilot.pause()
+        assert app.clipboard == "Pick the bigger animal of the pair."
+        assert any("OSC 52" in n.message for n in app._notifications)
+
+
+async def test_compare_two_runs(filled) -> None:
+    app = IZApp(config=default_config())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _history(pilot, app)
+        await pilot.press("v")
+        modal = await wait_for(pilot, lambda: isinstance(app.screen, CompareModal) and app.screen, what="modal")
+        # default: the newest run and the newest other run of the same task
+        assert modal.query_one("#cmp-a", Select).value == filled["runs"][2]
+        modal.query_one("#cmp-a", Select).value = filled["runs"][0]
+        modal.query_one("#cmp-b", Select).value = filled["runs"][1]
+        await pilot.click(".ok")
+        cmp = await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen, what="compare")
+        table = cmp.query_one("#cmp-table", DataTable)
+        assert table.row_count == 2
+        assert str(table.get_cell("1", "test")) == "0.700" and str(table.get_cell("2", "test")) == "0.400"
+        series = cmp.query_one("#cmp-plot")._series
+        assert [s[0] for s in series] == ["#1 instructzero", "#2 random"]
+        assert series[0][2] == [1 / 3, 2 / 3, 2 / 3, 1.0, 1.0, 1.0]
+        assert "same task" in screen_text(app)
+
+
+async def test_command_palette_and_help(filled) -> None:
+    app = IZApp(config=default_config())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"history")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen), what="history via palette")
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        assert "History" in screen_text(app)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen), what="back")
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "HomeScreen"
+
+
+async def test_palette_actions_search_compare_rerank_export(filled, fake_engine, workdir: Path) -> None:
+    factory = fake_engine("finish")
+    app = IZApp(config=default_config(), engine_factory=factory)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await app.run_action("search")
+        screen = await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen) and app.screen, what="hist")
+        await wait_for(pilot, lambda: app.focused is screen.query_one("#search", Input), what="search focus")
+        await app.run_action("export")
+        await wait_for(pilot, lambda: isinstance(app.screen, ExportModal), what="export modal")
+        assert app.screen.query_one("#export-path", Input).value == f"iz-run-{filled['runs'][2]}.json"
+        await pilot.press("escape")
+        await app.run_action("rerank_top")
+        modal: Any = await wait_for(pilot, lambda: isinstance(app.screen, RerankModal) and app.screen, what="rr")
+        await wait_for(pilot, lambda: modal.query_one("#rerank-run", Select).value == filled["runs"][2], what="run")
+        await pilot.press("escape")
+        await app.run_action("compare")
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareModal), what="compare modal")
+
+
+async def test_empty_history_says_how_to_start() -> None:
+    app = IZApp(config=default_config())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _history(pilot, app)
+        assert "no runs yet" in text_of(app, "#hist-info")
+        await pilot.press("v")
+        await pilot.pause()
+        assert isinstance(app.screen, HistoryScreen)

@@ -1,0 +1,119 @@
+"""Home screen: tasks with a preview, presets, custom numbers, the manual method, starting a run."""
+
+from __future__ import annotations
+
+from textual.widgets import Input, OptionList, Select, TextArea
+
+from iz_tui.app import IZApp
+from iz_tui.screens.home import PRESETS, HomeScreen, RunRequest
+from iz_tui.screens.run import RunScreen
+
+from .conftest import default_config
+from .helpers import screen_text, text_of, wait_for
+
+
+async def test_tasks_are_listed_with_a_preview() -> None:
+    app = IZApp(config=default_config())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, HomeScreen)
+        options = screen.query_one("#tasks", OptionList)
+        assert options.option_count >= 10
+        assert screen.selected_task == "larger_animal"
+        preview = text_of(app, "#task-preview")
+        assert "larger_animal" in preview and "exact_match" in preview and "195 examples" in preview
+        assert "pigeon, cheetah" in preview
+        await pilot.press("down")
+        assert screen.selected_task != "larger_animal"
+        assert screen.selected_task in text_of(app, "#task-preview")
+
+
+async def test_presets_and_custom_numbers() -> None:
+    app = IZApp(config=default_config())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, HomeScreen)
+        req = screen.validate()
+        assert isinstance(req, RunRequest)
+        assert req.settings["budget_evaluations"] == 10 and req.settings["n_init"] == 5
+        assert req.settings["n_dev"] == 5 and req.settings["n_test"] == 10 and req.settings["n_iterations"] == 1
+        await pilot.press("f3")
+        await pilot.pause()
+        req = screen.validate()
+        assert isinstance(req, RunRequest)
+        paper = PRESETS["paper"].settings()
+        assert {k: req.settings[k] for k in paper} == paper
+        assert paper["n_iterations"] == 5 and paper["budget_evaluations"] == 150
+        # Editing a number switches the preset to "custom".
+        screen.query_one("#num-evaluations", Input).value = "30"
+        await pilot.pause()
+        assert screen.query_one("#preset", Select).value == "custom"
+        req = screen.validate()
+        assert isinstance(req, RunRequest) and req.budget == 30
+        # Nonsense is refused in words.
+        screen.query_one("#num-n_init", Input).value = "50"
+        await pilot.pause()
+        assert "cannot exceed" in str(screen.validate())
+
+
+async def test_manual_method_asks_for_instructions(fake_engine) -> None:
+    factory = fake_engine("finish")
+    app = IZApp(config=default_config(), engine_factory=factory)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, HomeScreen)
+        screen.query_one("#method", Select).value = "manual"
+        await pilot.pause()
+        area = screen.query_one("#manual", TextArea)
+        assert area.display and not area.has_class("hidden")
+        assert "instructions you write" in str(screen.validate())
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert isinstance(app.screen, HomeScreen)  # refused, with a notification
+        area.text = "Name the larger animal.\n\nWrite the bigger one.\n"
+        await pilot.pause()
+        assert "2 instructions" in text_of(app, "#estimate")
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), what="the run screen")
+        await wait_for(pilot, lambda: factory.engine.requests, what="start_run")
+        name, params = factory.engine.requests[0]
+        assert params["instructions"] == ["Name the larger animal.", "Write the bigger one."]
+        assert params["settings"]["method"] == "manual"
+
+
+async def test_start_button_opens_the_run_screen(fake_engine) -> None:
+    factory = fake_engine("finish")
+    app = IZApp(config=default_config(), engine_factory=factory)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.click("#start")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), what="the run screen")
+        params = factory.engine.requests[0][1]
+        assert params["task"] == "larger_animal" and params["endpoint"] == "embedded"
+        assert params["settings"]["budget_evaluations"] == 10
+        assert "larger_animal" in screen_text(app)
+
+
+async def test_user_tasks_are_listed_beside_the_built_in_ones() -> None:
+    import json
+
+    from engine import paths
+
+    folder = paths.user_tasks_dir() / "shout"
+    folder.mkdir(parents=True)
+    (folder / "task.toml").write_text('name = "shout"\ndescription = "Say it in capitals."\nmetric = "contains"\n')
+    rows = [{"input": w, "output": w.upper()} for w in ("cat", "dog", "owl", "bee", "ant", "elk", "yak", "emu",
+                                                         "fox", "gnu", "hen", "jay", "koi", "pig", "ram", "rat")]
+    (folder / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    app = IZApp(config=default_config())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        options = app.screen.query_one("#tasks", OptionList)
+        labels = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+        assert "shout (yours)" in labels and "larger_animal" in labels
+        options.highlighted = labels.index("shout (yours)")
+        await pilot.pause()
+        assert "Say it in capitals." in text_of(app, "#task-preview") and "yours" in text_of(app, "#task-preview")

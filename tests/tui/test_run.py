@@ -1,0 +1,143 @@
+"""The live run screen, driven by a scripted engine: progress, plot, candidates, best, cancel and errors."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable, ProgressBar
+
+from iz_tui.app import IZApp
+from iz_tui.screens.history import HistoryScreen
+from iz_tui.screens.home import HomeScreen
+from iz_tui.screens.run import BEST, RunScreen
+from iz_tui.widgets.plot import BestPlot
+
+from .conftest import default_config
+from .helpers import screen_text, text_of, wait_for
+
+
+async def _start(pilot, app) -> RunScreen:
+    await pilot.pause()
+    await pilot.press("ctrl+r")
+    screen = await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen, what="run screen")
+    return screen
+
+
+async def test_a_run_shows_progress_candidates_and_the_result(fake_engine) -> None:
+    app = IZApp(config=default_config(), engine_factory=fake_engine("finish"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _start(pilot, app)
+        await wait_for(pilot, lambda: screen.state == "finished", what="the run to finish")
+        bar = screen.query_one("#run-bar", ProgressBar)
+        assert bar.total == 10 and bar.progress == 10
+        assert "10/10 evals" in text_of(app, "#run-counts") and "3 saved by cache" in text_of(app, "#run-counts")
+        table = screen.query_one("#run-cands", DataTable)
+        assert table.row_count == 10
+        best_rows = [k.value for k in table.rows if str(table.get_cell(k, "best")) == BEST]
+        assert best_rows == ["103"]  # exactly one best mark, on the best candidate
+        assert str(table.get_cell("102", "cache")) == "hit"
+        plot = screen.query_one("#run-plot", BestPlot)
+        assert plot._series[0][2][-1] == 0.8 and len(plot._series[0][1]) == 10
+        result = text_of(app, "#run-result-text")
+        assert "Finished" in result and "Pick the bigger one." in result
+        assert "dev 0.800" in result and "test 0.667" in result
+
+
+async def test_cancel_with_the_key(fake_engine) -> None:
+    factory = fake_engine("hang")
+    app = IZApp(config=default_config(), engine_factory=factory)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _start(pilot, app)
+        await wait_for(pilot, lambda: screen.query_one("#run-cands", DataTable).row_count == 2, what="2 rows")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: screen.state == "cancelled", what="cancelled")
+        assert factory.engine.cancelled == [41]
+        assert "Cancelled" in text_of(app, "#run-result-text")
+
+
+async def test_cancel_with_the_button(fake_engine) -> None:
+    factory = fake_engine("hang")
+    app = IZApp(config=default_config(), engine_factory=factory)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _start(pilot, app)
+        await wait_for(pilot, lambda: screen.query_one("#run-cands", DataTable).row_count == 2, what="2 rows")
+        await pilot.click("#btn-cancel")
+        await wait_for(pilot, lambda: factory.engine.cancelled == [41], what="cancel sent")
+
+
+async def test_a_failed_run_says_what_to_do(fake_engine) -> None:
+    app = IZApp(config=default_config(), engine_factory=fake_engine("fail"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _start(pilot, app)
+        await wait_for(pilot, lambda: screen.state == "failed", what="failure")
+        text = text_of(app, "#run-result-text")
+        assert "The run failed" in text and "refused the connection" in text
+        assert "What to do: start the server" in text
+
+
+async def test_a_dead_engine_is_a_message_not_a_traceback(fake_engine) -> None:
+    app = IZApp(config=default_config(), engine_factory=fake_engine("die"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _start(pilot, app)
+        await wait_for(pilot, lambda: screen.state == "failed", what="failure")
+        text = screen_text(app)
+        assert "The run failed" in text and "MemoryError: out of memory" in text
+        assert "Traceback" not in text and 'File "' not in text
+        assert "What to do" in text
+
+
+async def test_open_the_finished_run_in_the_history(fake_engine, filled) -> None:
+    app = IZApp(config=default_config(), engine_factory=fake_engine("finish"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _start(pilot, app)
+        await wait_for(pilot, lambda: screen.state == "finished", what="finish")
+        screen.run_id = filled["runs"][0]  # the fake's run id is not in the history; point at a real run
+        screen.best_id = filled["best"][screen.run_id]
+        await pilot.press("o")
+        hist = await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen) and app.screen, what="history")
+        await pilot.pause()
+        assert hist.filters()["run_id"] == screen.run_id
+        assert hist.current_id() == screen.best_id
+        assert {r["run_id"] for r in hist.rows.values()} == {screen.run_id}
+
+
+async def test_escape_goes_back_and_quit_closes_the_engine(fake_engine) -> None:
+    factory = fake_engine("hang")
+    app = IZApp(config=default_config(), engine_factory=factory)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _start(pilot, app)
+        await wait_for(pilot, lambda: factory.engine.requests, what="started")
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, HomeScreen)
+        await pilot.press("q")
+    assert factory.engine.closed
+
+
+async def test_resume_an_interrupted_run_from_the_history(fake_engine, filled, history) -> None:
+    run_id = filled["runs"][1]
+    history.update_run(run_id, status="cancelled")
+    factory = fake_engine("finish")
+    app = IZApp(config=default_config(), engine_factory=factory)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("h")
+        hist = await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen) and app.screen, what="history")
+        hist.show_run(run_id)
+        await pilot.pause()
+        await pilot.press("u")
+        screen = await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen, what="run screen")
+        await wait_for(pilot, lambda: ("resume_run", {"run_id": run_id}) in factory.engine.requests, what="resume")
+        table = screen.query_one("#run-cands", DataTable)
+        assert table.row_count == 4  # what the run had already scored, from the history
+        assert screen.query_one("#run-bar", ProgressBar).progress == 4
+        assert screen.state == "running"
+
+
+async def test_a_finished_run_is_not_resumed(fake_engine, filled) -> None:
+    factory = fake_engine("finish")
+    app = IZApp(config=default_config(), engine_factory=factory)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("h", "u")
+        await pilot.pause()
+        assert isinstance(app.screen, HistoryScreen)
+        assert not hasattr(factory, "engine")  # the engine was never needed
