@@ -7,6 +7,7 @@ with a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import functools
+import importlib
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -30,7 +31,35 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A click group whose sub-commands are imported only when used (or listed by --help).
+
+    `iz` alone opens the TUI, and that path must not pay for importing every command module (rich tables, the
+    export code, the engine client...): cold start to the first screen is a product feature.
+    """
+
+    lazy: dict[str, str] = {
+        "config": "iz_tui.commands.config_cmd:config",
+        "tasks": "iz_tui.commands.tasks:tasks",
+        "run": "iz_tui.commands.runs:run",
+        "runs": "iz_tui.commands.runs:runs",
+        "show": "iz_tui.commands.runs:show",
+        "search": "iz_tui.commands.runs:search",
+        "rerank": "iz_tui.commands.runs:rerank",
+        "export": "iz_tui.commands.runs:export",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            module, attr = self.lazy[cmd_name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="instructzero", prog_name="iz")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
@@ -42,20 +71,3 @@ def cli(ctx: click.Context) -> None:
         from iz_tui.app import run_app
 
         run_app()
-
-
-def _register() -> None:
-    from iz_tui.commands import config_cmd
-
-    cli.add_command(config_cmd.config)
-    for mod_name, names in (("tasks", ["tasks"]), ("runs", ["run", "runs", "show", "rerank", "export", "search"])):
-        try:
-            mod = __import__(f"iz_tui.commands.{mod_name}", fromlist=names)
-        except ModuleNotFoundError:
-            continue
-        for n in names:
-            if hasattr(mod, n):
-                cli.add_command(getattr(mod, n))
-
-
-_register()

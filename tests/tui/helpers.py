@@ -25,6 +25,14 @@ async def wait_for(pilot: Pilot[Any], cond: Callable[[], Any], timeout: float = 
         await pilot.pause(0.05)
 
 
+def ready(screen: Any, cls: type) -> Any:
+    """The screen once it is a ``cls`` whose widgets are composed and mounted (a pushed modal takes a few
+    frames to compose on a busy machine; querying it earlier raises NoMatches)."""
+    if isinstance(screen, cls) and screen.is_mounted and screen.query("Input, Button, Select, DataTable"):
+        return screen
+    return None
+
+
 def text_of(app: Any, selector: str) -> str:
     """The plain text a Static shows."""
     widget = app.screen.query_one(selector, Static)

@@ -19,7 +19,7 @@ from iz_tui.screens.modals import ExportModal, RerankModal
 from iz_tui.screens.run import RunScreen
 
 from .conftest import default_config
-from .helpers import screen_text, text_of, wait_for
+from .helpers import ready, screen_text, text_of, wait_for
 
 RUN_TIMEOUT = 600.0
 
@@ -58,7 +58,7 @@ async def test_run_rerank_export_with_the_real_engine(workdir: Path) -> None:
 
         # Rerank the top 3 on the test split.
         await pilot.press("r")
-        modal = await wait_for(pilot, lambda: isinstance(app.screen, RerankModal) and app.screen, what="modal")
+        modal = await wait_for(pilot, lambda: ready(app.screen, RerankModal), what="modal")
         await wait_for(pilot, lambda: modal.query_one("#rerank-run", Select).value == run_id, what="run chosen")
         await pilot.click(".ok")
         await wait_for(pilot, lambda: getattr(hist, "rerank_results", None), timeout=RUN_TIMEOUT, what="rerank")
@@ -76,7 +76,7 @@ async def test_run_rerank_export_with_the_real_engine(workdir: Path) -> None:
         table.move_cursor(row=0)
         best_now = hist.current_id()
         await pilot.press("space", "e")
-        export = await wait_for(pilot, lambda: isinstance(app.screen, ExportModal) and app.screen, what="export")
+        export = await wait_for(pilot, lambda: ready(app.screen, ExportModal), what="export")
         export.query_one("#export-path", Input).value = "best.json"
         await pilot.click(".ok")
         await wait_for(pilot, lambda: (workdir / "best.json").exists(), what="export file")

@@ -17,7 +17,7 @@ from iz_tui.screens.history import HistoryScreen
 from iz_tui.screens.modals import CompareModal, ExportModal, NoteModal, RerankModal
 
 from .conftest import default_config
-from .helpers import screen_text, text_of, wait_for
+from .helpers import ready, screen_text, text_of, wait_for
 
 
 async def _history(pilot, app) -> HistoryScreen:
@@ -105,7 +105,7 @@ async def test_star_and_note(filled, history) -> None:
         await pilot.press("s")
         assert history.candidate(cid)["star"] == 1
         await pilot.press("down", "n")
-        modal = await wait_for(pilot, lambda: isinstance(app.screen, NoteModal) and app.screen, what="note modal")
+        modal = await wait_for(pilot, lambda: ready(app.screen, NoteModal), what="note modal")
         modal.query_one("#note-input", Input).value = ""
         await pilot.press(*"too vague", "enter")
         await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen), what="back")
@@ -132,7 +132,7 @@ async def test_details_show_outputs_and_scores(filled, history) -> None:
         await pilot.pause()
         assert not history.candidate(cid)["star"]
         await pilot.press("n")
-        await wait_for(pilot, lambda: isinstance(app.screen, NoteModal), what="note")
+        await wait_for(pilot, lambda: ready(app.screen, NoteModal), what="note")
         app.screen.query_one("#note-input", Input).value = "rechecked"
         await pilot.press("enter")
         await wait_for(pilot, lambda: "rechecked" in text_of(app, "#detail-instruction"), what="note shown")
@@ -151,7 +151,7 @@ async def test_rerank_selected_candidates(filled, fake_engine, history) -> None:
         chosen = list(screen.selected)
         assert len(chosen) == 2
         await pilot.press("r")
-        modal = await wait_for(pilot, lambda: isinstance(app.screen, RerankModal) and app.screen, what="modal")
+        modal = await wait_for(pilot, lambda: ready(app.screen, RerankModal), what="modal")
         modal.query_one("#rerank-n", Input).value = "7"
         await pilot.click(".ok")
         await wait_for(pilot, lambda: screen.query_one("#sort", Select).value == "rerank", what="sorted by rerank")
@@ -172,7 +172,7 @@ async def test_rerank_top_k_of_a_run(filled, fake_engine) -> None:
         screen = await _history(pilot, app)
         run1 = filled["runs"][0]
         await pilot.press("r")
-        modal = await wait_for(pilot, lambda: isinstance(app.screen, RerankModal) and app.screen, what="modal")
+        modal = await wait_for(pilot, lambda: ready(app.screen, RerankModal), what="modal")
         await wait_for(pilot, lambda: modal.query_one("#rerank-run", Select).value == run1, what="run")
         assert modal.query_one("#rerank-k", Input).value == "3"
         await pilot.click(".ok")
@@ -189,7 +189,7 @@ async def test_rerank_failure_is_a_notification(filled, fake_engine) -> None:
     async with app.run_test(size=(80, 24), notifications=True) as pilot:
         screen = await _history(pilot, app)
         await pilot.press("r")
-        await wait_for(pilot, lambda: isinstance(app.screen, RerankModal), what="modal")
+        await wait_for(pilot, lambda: ready(app.screen, RerankModal), what="modal")
         await pilot.click(".ok")
         await wait_for(pilot, lambda: any("Rerank failed" in (n.title or "") for n in app._notifications),
                        what="notification")
@@ -203,7 +203,8 @@ async def test_export_selection_as_json_and_run_as_markdown(filled, workdir: Pat
         await pilot.press("space", "space")
         chosen = list(screen.selected)
         await pilot.press("e")
-        modal = await wait_for(pilot, lambda: isinstance(app.screen, ExportModal) and app.screen, what="export")
+        modal = await wait_for(pilot, lambda: ready(app.screen, ExportModal),
+                              what="export")
         assert modal.query_one("#export-path", Input).value == "iz-selection.json"
         await pilot.click(".ok")
         await wait_for(pilot, lambda: (workdir / "iz-selection.json").exists(), what="json file")
@@ -212,7 +213,8 @@ async def test_export_selection_as_json_and_run_as_markdown(filled, workdir: Pat
         await pilot.press("a")  # clear the selection: now the export is the highlighted candidate's run
         await pilot.pause()
         await pilot.press("e")
-        modal = await wait_for(pilot, lambda: isinstance(app.screen, ExportModal) and app.screen, what="export")
+        modal = await wait_for(pilot, lambda: ready(app.screen, ExportModal),
+                              what="export")
         modal.query_one("#export-format", Select).value = "md"
         await pilot.pause()
         assert modal.query_one("#export-path", Input).value == "iz-run-1.md"
@@ -258,7 +260,7 @@ async def test_compare_two_runs(filled) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await _history(pilot, app)
         await pilot.press("v")
-        modal = await wait_for(pilot, lambda: isinstance(app.screen, CompareModal) and app.screen, what="modal")
+        modal = await wait_for(pilot, lambda: ready(app.screen, CompareModal), what="modal")
         # default: the newest run and the newest other run of the same task
         assert modal.query_one("#cmp-a", Select).value == filled["runs"][2]
         modal.query_one("#cmp-a", Select).value = filled["runs"][0]
@@ -303,15 +305,16 @@ async def test_palette_actions_search_compare_rerank_export(filled, fake_engine,
         screen = await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen) and app.screen, what="hist")
         await wait_for(pilot, lambda: app.focused is screen.query_one("#search", Input), what="search focus")
         await app.run_action("export")
-        await wait_for(pilot, lambda: isinstance(app.screen, ExportModal), what="export modal")
+        await wait_for(pilot, lambda: ready(app.screen, ExportModal),
+                       what="export modal")
         assert app.screen.query_one("#export-path", Input).value == f"iz-run-{filled['runs'][2]}.json"
         await pilot.press("escape")
         await app.run_action("rerank_top")
-        modal: Any = await wait_for(pilot, lambda: isinstance(app.screen, RerankModal) and app.screen, what="rr")
+        modal: Any = await wait_for(pilot, lambda: ready(app.screen, RerankModal), what="rr")
         await wait_for(pilot, lambda: modal.query_one("#rerank-run", Select).value == filled["runs"][2], what="run")
         await pilot.press("escape")
         await app.run_action("compare")
-        await wait_for(pilot, lambda: isinstance(app.screen, CompareModal), what="compare modal")
+        await wait_for(pilot, lambda: ready(app.screen, CompareModal), what="compare modal")
 
 
 async def test_empty_history_says_how_to_start() -> None:
