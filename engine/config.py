@@ -96,7 +96,7 @@ class RunSettings(_Strict):
     n_test: int = Field(default=100, ge=0)
     n_demos: int = Field(default=5, ge=0)
     seed: int = 0
-    kernel: Literal["coupled", "matern"] = "coupled"
+    kernel: Literal["coupled", "coupled_residual", "matern"] = "coupled"
     optimizer: Literal["cmaes", "botorch"] = "cmaes"
     ape_temperature: float = Field(default=1.0, gt=0.0, le=2.0)
     budget_evaluations: int | None = Field(default=None, ge=1, description="default: n_init + n_iterations * batch")

@@ -73,13 +73,13 @@ def propose(
 
     ``Z`` (n x d) are the latent points, ``S`` (n x m) their per-example score vectors and ``y`` (n) their scores.
     Rows with a non-finite score (a failed evaluation) are ignored. With fewer than 2 usable rows, or a constant y,
-    there is nothing to model, so the batch is space-filling Sobol points instead (continuing the Sobol sequence of
-    ``seed`` past the n points already seen). Deterministic for a given seed and data: torch's global RNG is seeded
+    there is nothing to model, so the batch is space-filling Sobol points instead (the Sobol sequence of ``seed``
+    past its first n points: with the initial design's seed, a continuation of that design). Deterministic for a given seed and data: torch's global RNG is seeded
     inside a forked RNG state, so the caller's random state is left untouched.
 
     ``kernel``: "coupled" (the paper's instruction-coupled kernel), "coupled_residual" (plus prior variance away from
     the data) or "matern" (ablation); see ``fit_surrogate``. ``optimizer``: "cmaes" or "botorch"; see
-    ``maximize_acquisition``. The returned points are at least ``MIN_DISTANCE`` apart and from every row of Z.
+    ``maximize_acquisition``. Points from the model are at least ``MIN_DISTANCE`` apart and from every row of Z.
     """
     Z = torch.as_tensor(Z, dtype=torch.float64)
     S = torch.as_tensor(S, dtype=torch.float64)
