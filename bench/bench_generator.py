@@ -7,6 +7,15 @@ generates instructions for ``n`` random z (uniform in [-1, 1]^10, 5 soft tokens,
 share of distinct instructions with a few examples. Then it times the same z decoded in batches (one ``generate``
 call per batch) against one at a time, and prints instructions per second and the ratio. Uses the bundled SmolLM2
 model offline; nothing is downloaded.
+
+What the knobs did on SmolLM2-135M (2 CPU cores, 3 tasks x 50 z, distinct instructions out of 150):
+at the end of the user turn ("tail", default) 74; "tail" without the no-repeat-3-gram rule 63 (more loops that
+clean to the placeholder); a repetition penalty of 1.3 on top 76; scale 0.7 or 1.5 instead of 1: 69 to 74 (RMSNorm
+makes the soft tokens' direction matter far more than their size); at the start of the user turn ("user") 35;
+after the user turn's last words 82 (but more noun-phrase junk). With 12 z
+on larger_animal: "start" 4, "user" 6, "pairs" 2, "tail" 10, "answer" 11 (half of them one-word junk). The
+repeats are a handful of attractor sentences of this small model; the runner never pays the black box twice
+for one instruction.
 """
 
 from __future__ import annotations
@@ -38,11 +47,20 @@ class Demo:
 
 INLINE: dict[str, list[tuple[str, str]]] = {
     "larger_animal": [
-        ("cat, elephant", "elephant"), ("whale, mouse", "whale"), ("ant, horse", "horse"),
-        ("giraffe, rabbit", "giraffe"), ("dog, bee", "dog"),
+        ("cat, elephant", "elephant"),
+        ("whale, mouse", "whale"),
+        ("ant, horse", "horse"),
+        ("giraffe, rabbit", "giraffe"),
+        ("dog, bee", "dog"),
     ],
     "first_letter": [("writer", "w"), ("beetle", "b"), ("potato", "p"), ("jewel", "j"), ("forest", "f")],
-    "antonyms": [("interior", "exterior"), ("real", "fake"), ("quick", "slow"), ("accept", "reject"), ("include", "exclude")],
+    "antonyms": [
+        ("interior", "exterior"),
+        ("real", "fake"),
+        ("quick", "slow"),
+        ("accept", "reject"),
+        ("include", "exclude"),
+    ],
 }
 
 
@@ -66,7 +84,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=50, help="random z per task")
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--scale", type=float, default=1.0, help="soft_scale (1 = soft tokens the size of real ones)")
+    ap.add_argument(
+        "--scale", type=float, default=1.0, help="soft_scale (1 = soft tokens the size of real ones)"
+    )
     ap.add_argument("--position", default="tail", help="soft_position: start, user, pairs, tail, answer")
     ap.add_argument("--kind", default="uniform", choices=["uniform", "normal"])
     ap.add_argument("--speed-n", type=int, default=16, help="z timed batched vs one at a time")

