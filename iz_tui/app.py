@@ -274,22 +274,20 @@ class IZApp(App[None]):
         pick_and_compare(self)
 
     def action_rerank_top(self) -> None:
-        run_id = self.latest_run_id()
-        if run_id is None:
-            self.notify("no runs yet: start one first", severity="warning")
-            return
-        screen = self._history_screen()
-        screen.show_run(run_id)
-        screen.call_after_refresh(screen.action_rerank)
+        self._on_latest_run("action_rerank")
 
     def action_export(self) -> None:
+        self._on_latest_run("action_export")
+
+    def _on_latest_run(self, action: str) -> None:
+        """Open the history on the newest run, then run a history action there (palette shortcuts)."""
         run_id = self.latest_run_id()
         if run_id is None:
             self.notify("no runs yet: start one first", severity="warning")
             return
         screen = self._history_screen()
         screen.show_run(run_id)
-        screen.call_after_refresh(screen.action_export)
+        screen.call_after_refresh(getattr(screen, action))
 
 
 def run_app(history_path: Path | str | None = None) -> None:
