@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.config import Config, EndpointProfile, RunSettings, load_config
-from engine.errors import EndpointError, IZError
+from engine.errors import IZError
 from engine.events import (
     CandidateProposed,
     CandidateScored,
@@ -33,6 +33,7 @@ from engine.events import (
     Status,
 )
 from engine.store import History, open_history
+from engine.store.history import now
 from engine.tasks import Example, Splits, Task, load_task, make_splits
 
 log = logging.getLogger(__name__)
@@ -213,7 +214,7 @@ class Engine:
             return self.summary(run_id)
         try:
             state = self._load_state(row)
-            self.history.update_run(run_id, status="running", started_at=row["started_at"] or _now(), error=None)
+            self.history.update_run(run_id, status="running", started_at=row["started_at"] or now(), error=None)
             emit(RunStarted(run_id, state.task.name, state.settings.method, state.budget, resumed, state.splits.notes))
             await self._execute(state, emit, cancel)
             money = state.stop_reason in ("calls", "tokens")
@@ -221,7 +222,7 @@ class Engine:
             if not cancel.is_set() and not money:
                 await self._score_best_on_test(state, emit)
             self.history.update_run(
-                run_id, status=status, stop_reason=state.stop_reason, finished_at=_now(), **state.totals()
+                run_id, status=status, stop_reason=state.stop_reason, finished_at=now(), **state.totals()
             )
             summary = self.summary(run_id)
             emit(RunFinished(run_id, status, state.stop_reason, summary))
@@ -241,7 +242,7 @@ class Engine:
 
     def _fail(self, run_id: int, exc: IZError, emit: Emit) -> None:
         try:
-            self.history.update_run(run_id, status="failed", error=str(exc), finished_at=_now())
+            self.history.update_run(run_id, status="failed", error=str(exc), finished_at=now())
         finally:
             emit(RunFailed(run_id, exc.problem, exc.fix))
 
@@ -481,10 +482,4 @@ class Engine:
         return results
 
 
-def _now() -> str:
-    from engine.store.history import now
-
-    return now()
-
-
-__all__ = ["METHODS", "Engine", "EndpointError"]
+__all__ = ["METHODS", "Engine"]
