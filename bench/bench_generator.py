@@ -1,6 +1,6 @@
 """Benchmark the local generator: how many distinct instructions 50 random soft prompts give, and how fast.
 
-    python bench/bench_generator.py [--n 50] [--batch-size 8] [--scale 1.0] [--position tail] [--speed-n 16]
+    python bench/bench_generator.py [--n 50] [--batch-size 8] [--scale 12] [--position tail] [--speed-n 16]
 
 For each of three tasks (5 demos from tasks/<name>/data.jsonl, or inline demos when the folder is missing) it
 generates instructions for ``n`` random z (uniform in [-1, 1]^10, 5 soft tokens, seeded projection) and prints the
@@ -8,14 +8,20 @@ share of distinct instructions with a few examples. Then it times the same z dec
 call per batch) against one at a time, and prints instructions per second and the ratio. Uses the bundled SmolLM2
 model offline; nothing is downloaded.
 
-What the knobs did on SmolLM2-135M (2 CPU cores, 3 tasks x 50 z, distinct instructions out of 150):
-at the end of the user turn ("tail", default) 74; "tail" without the no-repeat-3-gram rule 63 (more loops that
-clean to the placeholder); a repetition penalty of 1.3 on top 76; scale 0.7 or 1.5 instead of 1: 69 to 74 (RMSNorm
-makes the soft tokens' direction matter far more than their size); at the start of the user turn ("user") 35;
-after the user turn's last words 82 (but more noun-phrase junk). With 12 z
-on larger_animal: "start" 4, "user" 6, "pairs" 2, "tail" 10, "answer" 11 (half of them one-word junk). The
-repeats are a handful of attractor sentences of this small model; the runner never pays the black box twice
-for one instruction.
+What the knobs did on SmolLM2-135M (2 CPU cores, 3 tasks x 50 z, distinct instructions out of 150; "junk" =
+placeholder, odd quotes, under 3 words or starting with The/A/An/This/It):
+
+    soft_scale (x embedding std)   1        8        12 (default)   16        24
+    projection seed 0              74 /15   101 /2   125 /6         126 /11   110 /11
+    projection seed 5              69 /15    87 /0    99 /0         103 /3    -
+
+Placement at scale 12, seed 0: at the end of the user turn ("tail", default) 125; before everything ("start",
+as in the paper's code) 76; at the start of the user turn ("user") 57; inside the answer ("answer") 50 with 100
+junk. At scale 1: "tail" 74, "user" 35, after the user turn's last words 82 (more noun-phrase junk); with 12 z
+on larger_animal "start" 4, "user" 6, "pairs" 2, "tail" 10. At "tail" and scale 1: without the
+no-repeat-3-gram rule 63 (loops that clean to the placeholder); a repetition penalty of 1.3 on top 76; soft
+tokens built from mixtures of real word embeddings 86-92 but 20-25 placeholders. The repeats that remain are a
+few attractor sentences of this small model; the runner never pays the black box twice for one instruction.
 """
 
 from __future__ import annotations
@@ -84,9 +90,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=50, help="random z per task")
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument(
-        "--scale", type=float, default=1.0, help="soft_scale (1 = soft tokens the size of real ones)"
-    )
+    ap.add_argument("--scale", type=float, default=None, help="soft_scale (default: the Generator's)")
     ap.add_argument("--position", default="tail", help="soft_position: start, user, pairs, tail, answer")
     ap.add_argument("--kind", default="uniform", choices=["uniform", "normal"])
     ap.add_argument("--speed-n", type=int, default=16, help="z timed batched vs one at a time")
@@ -96,14 +100,15 @@ def main() -> None:
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    gen = Generator(batch_size=args.batch_size, soft_position=args.position, soft_scale=args.scale).load()
+    knobs = {} if args.scale is None else {"soft_scale": args.scale}
+    gen = Generator(batch_size=args.batch_size, soft_position=args.position, **knobs)
     load_s = time.perf_counter() - t0
     d, n_tokens = 10, 5
     A = gen.projection(d, n_tokens, seed=args.seed, kind=args.kind)
     Z = torch.rand(args.n, d, generator=torch.Generator().manual_seed(args.seed + 1)) * 2 - 1
     print(
         f"generator {gen.model_name} on {gen.device} ({torch.get_num_threads()} threads), load {load_s:.1f}s; "
-        f"d={d}, {n_tokens} soft tokens, {args.kind} projection, scale {args.scale}, position {args.position}, "
+        f"d={d}, {n_tokens} soft tokens, {args.kind} projection, scale {gen.soft_scale:g}, position {args.position}, "
         f"max_new_tokens {gen.max_new_tokens}"
     )
     print()
