@@ -33,9 +33,13 @@ class GeneratorSettings(_Strict):
 
     model: str | None = Field(
         default=None,
-        description="A Hugging Face model folder, a .gguf file, or a hub id; empty = the bundled SmolLM2-135M.",
+        description="A catalog name (`iz models list`), a Hugging Face model folder, a .gguf file, or a hub id; "
+        "empty = the default generator if it is pulled, else the bundled SmolLM2-135M.",
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    backend: Literal["auto", "llama_cpp", "transformers"] = Field(
+        default="auto", description="auto: llama.cpp for .gguf files on the CPU, transformers otherwise."
+    )
     max_new_tokens: int = Field(default=32, ge=4, le=512)
     batch_size: int = Field(default=8, ge=1, le=256)
 
@@ -44,7 +48,11 @@ class EndpointProfile(_Strict):
     """An OpenAI-compatible black box. ``base_url = "embedded"`` starts the bundled llama.cpp server."""
 
     base_url: str = EMBEDDED
-    model: str = "smollm2-135m-instruct"
+    model: str = Field(
+        default="auto",
+        description="The model name sent to the endpoint. For the embedded server: a catalog name or a .gguf path; "
+        "auto = the default black box if it is pulled, else the bundled SmolLM2-135M.",
+    )
     api_key_env: str | None = Field(
         default=None, description="NAME of the environment variable that holds the API key (never the key)."
     )
@@ -85,7 +93,7 @@ class EndpointProfile(_Strict):
 class RunSettings(_Strict):
     """Defaults for a run; every one of them can be changed per run."""
 
-    method: Literal["instructzero", "random", "ape", "manual"] = "instructzero"
+    method: Literal["instructzero", "random", "ape", "ape_local", "manual"] = "instructzero"
     intrinsic_dim: int = Field(default=10, ge=1, le=1024)
     n_soft_tokens: int = Field(default=5, ge=1, le=64)
     projection: Literal["uniform", "normal"] = "uniform"
@@ -99,6 +107,10 @@ class RunSettings(_Strict):
     kernel: Literal["coupled", "coupled_residual", "matern"] = "coupled"
     optimizer: Literal["cmaes", "botorch"] = "cmaes"
     ape_temperature: float = Field(default=1.0, gt=0.0, le=2.0)
+    ape_endpoint: str | None = Field(
+        default=None,
+        description="The endpoint (profile name or URL) that proposes instructions for `ape`; empty = the run's own.",
+    )
     budget_evaluations: int | None = Field(default=None, ge=1, description="default: n_init + n_iterations * batch")
     budget_calls: int | None = Field(default=None, ge=1)
     budget_tokens: int | None = Field(default=None, ge=1)
@@ -121,6 +133,12 @@ class Config(_Strict):
     def _embedded_profile(self) -> Config:
         if EMBEDDED not in self.endpoints:
             self.endpoints[EMBEDDED] = EndpointProfile()
+        for name, prof in list(self.endpoints.items()):
+            # "auto" becomes a concrete model here, so a run records which model it really used.
+            if prof.embedded and prof.model == "auto":
+                from engine.models.catalog import effective_default
+
+                self.endpoints[name] = prof.model_copy(update={"model": effective_default("blackbox")})
         if self.default_endpoint not in self.endpoints:
             known = ", ".join(sorted(self.endpoints))
             raise ValueError(f"a profile defined under [endpoints] ({known}), not {self.default_endpoint!r}")

@@ -41,3 +41,13 @@ def builtin_tasks_dir() -> Path:
 
 def logs_dir() -> Path:
     return home() / "logs"
+
+
+def models_dir() -> Path:
+    """Where `iz models pull` puts model files: ``$IZ_MODELS``, else ``models/`` in the data folder.
+
+    A separate override because model files are large (up to a few GB) and often belong on another disk than
+    the history database.
+    """
+    env = os.environ.get("IZ_MODELS")
+    return Path(env).expanduser() if env else home() / "models"

@@ -39,7 +39,7 @@ from engine.tasks import Example, Splits, Task, load_task, make_splits
 log = logging.getLogger(__name__)
 
 Emit = Callable[[Event], None]
-METHODS = ("instructzero", "random", "ape", "manual")
+METHODS = ("instructzero", "random", "ape", "ape_local", "manual")
 
 
 def _noop(_: Event) -> None:
@@ -93,6 +93,12 @@ class _RunState:
             "best_dev_score": None if self.best_id is None else self.best_score,
         }
 
+    @property
+    def max_candidates(self) -> int:
+        """A cap on proposals: repeats of scored instructions are free, so without one a proposer that keeps
+        writing the same few instructions would never spend its budget."""
+        return max(3 * self.budget, self.budget + 20)
+
     def budget_hit(self) -> str | None:
         s = self.settings
         if self.evaluations >= self.budget:
@@ -112,7 +118,7 @@ class Engine:
         self.history = history or open_history()
         self._generator: Any = None
         self._blackboxes: dict[str, Any] = {}
-        self._embedded: Any = None
+        self._embedded: dict[str, Any] = {}
         self._lock: asyncio.Lock | None = None
 
     # -- warm parts ---------------------------------------------------------------------------------------
@@ -126,16 +132,14 @@ class Engine:
         async with self._alock():
             if self._generator is None:
                 emit(Status(run_id, "loading the generator model"))
-                from engine.generator import Generator
+                from engine.generator_setup import make_run_generator
 
                 g = self.config.generator
-                self._generator = await asyncio.to_thread(
-                    Generator, g.model, g.device, g.max_new_tokens, g.batch_size
-                )
+                self._generator = await asyncio.to_thread(make_run_generator, g)
             return self._generator
 
     async def blackbox(self, name: str, profile: EndpointProfile, emit: Emit = _noop, run_id: int = 0) -> Any:
-        """One client per endpoint profile; the embedded server is started on first use and shared."""
+        """One client per endpoint profile; an embedded model's server is started on first use and shared."""
         from engine.blackbox import BlackBox
 
         key = f"{name}|{profile.model_dump_json()}"
@@ -143,14 +147,15 @@ class Engine:
             if key not in self._blackboxes:
                 base_url, identity = None, None
                 if profile.embedded:
-                    from engine.embedded import EmbeddedServer
+                    from engine.embedded import server_for
 
-                    if self._embedded is None:
-                        emit(Status(run_id, "starting the embedded llama.cpp server"))
-                        self._embedded = EmbeddedServer.shared()
-                        await asyncio.to_thread(self._embedded.start)
-                    base_url = self._embedded.base_url
-                    identity = self._embedded.identity
+                    server = server_for(profile.model)
+                    if not server.running:
+                        emit(Status(run_id, f"starting the embedded llama.cpp server ({server.alias})"))
+                        await asyncio.to_thread(server.start)
+                    self._embedded[server.identity] = server
+                    base_url = server.base_url
+                    identity = server.identity
                 self._blackboxes[key] = BlackBox(profile, self.history, base_url=base_url, cache_identity=identity)
             return self._blackboxes[key]
 
@@ -158,14 +163,14 @@ class Engine:
         for bb in self._blackboxes.values():
             await bb.aclose()
         self._blackboxes.clear()
-        if self._embedded is not None:
-            await asyncio.to_thread(self._embedded.stop)
-            self._embedded = None
+        servers, self._embedded = list(self._embedded.values()), {}
+        for server in servers:
+            await asyncio.to_thread(server.stop)
 
     def status(self) -> dict[str, Any]:
         return {
             "generator_loaded": self._generator is not None,
-            "embedded_url": getattr(self._embedded, "base_url", None),
+            "embedded_url": next((s.base_url for s in self._embedded.values()), None),
             "history": str(self.history.path),
         }
 
@@ -186,6 +191,8 @@ class Engine:
         name, profile = self.config.endpoint(endpoint, model)
         if settings.method == "manual" and not instructions:
             raise IZError("the manual method needs instructions to score", "pass --instruction TEXT (repeatable)")
+        if settings.method == "ape" and settings.ape_endpoint:
+            self.config.endpoint(settings.ape_endpoint)  # an unknown proposer profile fails here, not mid-run
         stored = settings.model_dump()
         stored["instructions"] = list(instructions)
         return self.history.create_run(task.name, settings.method, stored, {"name": name, **profile.public()})
@@ -261,7 +268,7 @@ class Engine:
         state = _RunState(row["id"], task, splits, settings, name, profile, instructions, budget,
                           seconds_before=row["seconds"] or 0.0)
         for c in self.history.candidates(row["id"], status="scored"):
-            state.evaluations += 1
+            state.evaluations += int(c["duplicate_of"] is None)
             state.calls += c["calls"] or 0
             state.calls_saved += c["calls_saved"] or 0
             state.evaluations_saved += int(c["duplicate_of"] is not None)
@@ -279,6 +286,7 @@ class Engine:
         return False
 
     async def _execute(self, state: _RunState, emit: Emit, cancel: asyncio.Event) -> None:
+        self._restore_proposer_costs(state)
         bb = await self.blackbox(state.endpoint_name, state.profile, emit, state.run_id)
         iteration = 0
         while not cancel.is_set():
@@ -288,8 +296,14 @@ class Engine:
                 if state.stop_reason:
                     break
                 total = len(self.history.candidates(state.run_id))
-                room = state.budget - total
+                room = state.budget - state.evaluations
                 if room <= 0:
+                    break
+                if total >= state.max_candidates:
+                    # The proposer keeps writing instructions the run has scored already: stop, keep the best.
+                    log.info("run %s: %d proposals gave only %d distinct instructions; stopping",
+                             state.run_id, total, state.evaluations)
+                    state.stop_reason = "no_new_instructions"
                     break
                 existing = await self._propose(state, iteration, total, room, emit)
                 if not existing:
@@ -319,8 +333,12 @@ class Engine:
             zs = [None] * len(texts)
         elif method == "ape":
             n = min(room, s.batch_size if iteration else max(s.n_init, 1))
+            texts = await self._propose_ape(state, iteration, n, emit)
+            zs = [None] * len(texts)
+        elif method == "ape_local":
+            n = min(room, s.batch_size if iteration else max(s.n_init, 1))
             gen = await self.generator(emit, state.run_id)
-            emit(Status(state.run_id, f"sampling {n} instructions (APE)"))
+            emit(Status(state.run_id, f"sampling {n} instructions from the local model (APE, local)"))
             texts = await asyncio.to_thread(gen.sample, demos, n, s.ape_temperature, s.seed * 1000 + iteration)
             zs = [None] * len(texts)
         else:
@@ -336,9 +354,48 @@ class Engine:
                 self.history.add_candidate(state.run_id, iteration, position + i, z, text)
                 for i, (z, text) in enumerate(zip(zs, texts, strict=True))
             ]
+            if method == "ape":  # the proposer's calls, stored with the candidates they paid for
+                self.history.update_run(state.run_id, **state.totals())
         for i, (cid, text) in enumerate(zip(ids, texts, strict=True)):
             emit(CandidateProposed(state.run_id, cid, iteration, position + i, text))
         return [self.history.candidate(cid) for cid in ids]
+
+    async def _propose_ape(self, state: _RunState, iteration: int, n: int, emit: Emit) -> list[str]:
+        """APE as the paper ran it: the proposer endpoint (``ape_endpoint``, else the run's own) writes ``n``
+        instructions from the demos. Its calls are paid like scoring calls, so they count in the run's budget."""
+        from engine.ape import propose_ape
+
+        s = state.settings
+        if s.ape_endpoint:
+            name, profile = self.config.endpoint(s.ape_endpoint)
+        else:
+            name, profile = state.endpoint_name, state.profile
+        bb = await self.blackbox(name, profile, emit, state.run_id)
+        emit(Status(state.run_id, f"asking {name} for {n} instructions (APE)"))
+        answers: list[Any] = []
+        texts = await propose_ape(bb, state.splits.demos, n, s.ape_temperature, s.seed * 1000 + iteration,
+                                  completions=answers)
+        paid = sum(0 if c.cache_hit else 1 for c in answers)
+        state.calls += paid
+        state.calls_saved += len(answers) - paid
+        state.prompt_tokens += sum(c.prompt_tokens for c in answers)
+        state.completion_tokens += sum(c.completion_tokens for c in answers)
+        return texts
+
+    def _restore_proposer_costs(self, state: _RunState) -> None:
+        """On resume, add back what the APE proposer cost before the interruption.
+
+        The store rebuilds a run's counters from its scored candidates; the proposer's calls belong to no
+        candidate, but every write of the run's totals (at each proposal and each score, in the same transaction
+        as the candidates) included them, so the stored totals exceed the rebuilt ones by exactly that much.
+        """
+        if state.settings.method != "ape":
+            return
+        row = self.history.run(state.run_id)
+        for field_name in ("calls", "calls_saved", "prompt_tokens", "completion_tokens"):
+            extra = (row.get(field_name) or 0) - getattr(state, field_name)
+            if extra > 0:
+                setattr(state, field_name, getattr(state, field_name) + extra)
 
     def _next_points(self, state: _RunState, iteration: int, n: int) -> Any:
         import torch
@@ -375,7 +432,7 @@ class Engine:
             state.calls_saved += len(outputs) - paid
             state.prompt_tokens += sum(o.get("prompt_tokens") or 0 for o in outputs)
             state.completion_tokens += sum(o.get("completion_tokens") or 0 for o in outputs)
-        state.evaluations += 1
+            state.evaluations += 1  # only a new instruction costs an evaluation; a repeat is information
         is_best = self._track_best(state, cand["id"], mean, cand["instruction"])
         self.history.record_score(
             cand["id"], dev_score=mean, scores=scores, outputs=outputs, duplicate_of=dup_id,

@@ -47,6 +47,7 @@ class LazyGroup(click.Group):
         "search": "iz_tui.commands.runs:search",
         "rerank": "iz_tui.commands.runs:rerank",
         "export": "iz_tui.commands.runs:export",
+        "models": "iz_tui.commands.models:models",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -4,9 +4,11 @@ Why it is shaped like this:
 
 - InstructZero pays the black box for every dev example of every candidate, so a response is never bought twice:
   every successful answer goes into the history's ``cache`` table, keyed by what determines it (endpoint identity,
-  model, API, temperature, max_tokens, stop, prompt). A hit sends no HTTP request at all. Identical prompts asked
-  concurrently are joined to one request too. Responses at temperature > 0 are cached as well: the search wants a
-  stable score for a given instruction, and the caller who wants fresh samples can use another profile or history.
+  model, API, temperature, max_tokens, stop, prompt; plus a request's own overrides of those, its seed or its system
+  message when :meth:`BlackBox.complete` is given any, as the APE proposer does). A hit sends no HTTP request at
+  all. Identical prompts asked concurrently are joined to one request too. Responses at temperature > 0 are cached
+  as well: the search wants a stable score for a given instruction, and the caller who wants fresh samples can use
+  another profile or history, or pass another ``seed``.
 - Endpoints fail in ordinary ways (429 rate limits, 5xx, timeouts, dropped connections, a proxy answering garbage).
   Those are retried through tenacity with exponential backoff and jitter, honouring ``Retry-After``. Failures that
   a retry cannot fix (a bad key, a wrong model or URL, a bad request) stop at once with an :class:`EndpointError`
@@ -138,9 +140,9 @@ class BlackBox:
         self.history = history
         self._server: EmbeddedServer | None = None
         if base_url is None and profile.embedded:
-            from engine.embedded import EmbeddedServer
+            from engine.embedded import server_for
 
-            self._server = EmbeddedServer.shared()
+            self._server = server_for(profile.model)
             cache_identity = cache_identity or self._server.identity
         elif base_url is None:
             base_url = profile.base_url
@@ -164,27 +166,42 @@ class BlackBox:
             self._base_url = self._server.base_url
         return self._base_url or self.profile.base_url
 
-    def cache_key(self, prompt: str) -> str:
+    def cache_key(self, prompt: str, overrides: dict[str, Any] | None = None) -> str:
         p = self.profile
-        blob = json.dumps(
-            {
-                "identity": self.identity,
-                "model": p.model,
-                "api": p.api,
-                "temperature": p.temperature,
-                "max_tokens": p.max_tokens,
-                "stop": list(p.stop),
-                "prompt": prompt,
-            },
-            sort_keys=True,
-            ensure_ascii=False,
-        )
+        fields: dict[str, Any] = {
+            "identity": self.identity,
+            "model": p.model,
+            "api": p.api,
+            "temperature": p.temperature,
+            "max_tokens": p.max_tokens,
+            "stop": list(p.stop),
+            "prompt": prompt,
+        }
+        # Per-request overrides replace the profile's values; "seed" and "system" appear only when given, so a key
+        # made without overrides (or with the profile's own values) is the same as before they existed.
+        fields.update(overrides or {})
+        blob = json.dumps(fields, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
-    async def complete(self, prompt: str) -> Completion:
-        """The endpoint's answer to ``prompt``: from the cache when known, else from one (retried) request."""
+    async def complete(
+        self,
+        prompt: str,
+        *,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        stop: list[str] | None = None,
+        seed: int | None = None,
+        system: str | None = None,
+    ) -> Completion:
+        """The endpoint's answer to ``prompt``: from the cache when known, else from one (retried) request.
+
+        The keyword arguments override the profile for this request only (``seed`` is sent as the OpenAI ``seed``
+        field, which llama.cpp's server honours; ``system`` becomes a system message on a chat endpoint and is
+        ignored by a completions endpoint). Each one given is part of the cache key.
+        """
         t0 = time.perf_counter()
-        key = self.cache_key(prompt)
+        overrides = _overrides(temperature=temperature, max_tokens=max_tokens, stop=stop, seed=seed, system=system)
+        key = self.cache_key(prompt, overrides)
         row = self.history.cache_get(key) if self.history is not None else None
         if row is not None:
             self.cache_hits += 1
@@ -210,9 +227,9 @@ class BlackBox:
         self._inflight[key] = fut
         try:
             self.calls += 1
-            result = await self._fetch(prompt)
+            result = await self._fetch(prompt, overrides)
             if self.history is not None:
-                self._store(key, prompt, result)
+                self._store(key, prompt, result, overrides)
         except Exception as exc:
             fut.set_exception(exc)
             fut.exception()  # mark it retrieved: there may be nobody else waiting
@@ -238,16 +255,16 @@ class BlackBox:
         await self.aclose()
 
     # -- internals ----------------------------------------------------------------------------------------
-    def _store(self, key: str, prompt: str, c: Completion) -> None:
+    def _store(self, key: str, prompt: str, c: Completion, overrides: dict[str, Any] | None = None) -> None:
         p = self.profile
+        params = {"api": p.api, "temperature": p.temperature, "max_tokens": p.max_tokens, "stop": list(p.stop),
+                  **(overrides or {})}
         self.history.cache_put(  # type: ignore[union-attr]
             {
                 "key": key,
                 "base_url": self.identity,
                 "model": p.model,
-                "params": json.dumps(
-                    {"api": p.api, "temperature": p.temperature, "max_tokens": p.max_tokens, "stop": list(p.stop)}
-                ),
+                "params": json.dumps(params, ensure_ascii=False),
                 "prompt_sha256": hashlib.sha256(prompt.encode("utf-8")).hexdigest(),
                 "response": c.text,
                 "prompt_tokens": c.prompt_tokens,
@@ -269,13 +286,22 @@ class BlackBox:
             )
         return self._client
 
-    def _body(self, prompt: str) -> tuple[str, dict[str, Any]]:
+    def _body(self, prompt: str, overrides: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
         p = self.profile
-        body: dict[str, Any] = {"model": p.model, "temperature": p.temperature, "max_tokens": p.max_tokens}
-        if p.stop:
-            body["stop"] = list(p.stop)
+        o = overrides or {}
+        body: dict[str, Any] = {
+            "model": p.model,
+            "temperature": o.get("temperature", p.temperature),
+            "max_tokens": o.get("max_tokens", p.max_tokens),
+        }
+        stop = o.get("stop", p.stop)
+        if stop:
+            body["stop"] = list(stop)
+        if "seed" in o:
+            body["seed"] = o["seed"]
         if p.api == "chat":
-            body["messages"] = [{"role": "user", "content": prompt}]
+            system = [{"role": "system", "content": o["system"]}] if o.get("system") else []
+            body["messages"] = [*system, {"role": "user", "content": prompt}]
             return "/chat/completions", body
         body["prompt"] = prompt
         return "/completions", body
@@ -292,9 +318,9 @@ class BlackBox:
             )
         return {"Authorization": f"Bearer {key}"}
 
-    async def _fetch(self, prompt: str) -> Completion:
+    async def _fetch(self, prompt: str, overrides: dict[str, Any] | None = None) -> Completion:
         client = await self._ensure_ready()
-        path, body = self._body(prompt)
+        path, body = self._body(prompt, overrides)
         headers = self._headers()
         url = self.base_url + path
         attempts = self.profile.max_retries + 1
@@ -439,6 +465,22 @@ class BlackBox:
             f"{self.base_url} failed {tries}: {exc.what}",
             "the server is failing; check its logs, or try again later",
         )
+
+
+def _overrides(**given: Any) -> dict[str, Any]:
+    """The per-request overrides actually given (None = the profile's value), normalised for the cache key."""
+    out: dict[str, Any] = {}
+    for name, value in given.items():
+        if value is None:
+            continue
+        if name == "temperature":
+            value = float(value)
+        elif name in ("max_tokens", "seed"):
+            value = int(value)
+        elif name == "stop":
+            value = [str(v) for v in value]
+        out[name] = value
+    return out
 
 
 def _current_task_cancelling() -> bool:

@@ -50,7 +50,7 @@ def _fmt(v: Any) -> str:
 
 @click.command()
 @click.argument("task", required=False)
-@click.option("--method", type=click.Choice(["instructzero", "random", "ape", "manual"]), default=None,
+@click.option("--method", type=click.Choice(["instructzero", "random", "ape", "ape_local", "manual"]), default=None,
               help="instructzero (default), or a baseline on the same budget.")
 @click.option("--budget", type=click.IntRange(min=1), help="Evaluations (instructions scored). Default 150.")
 @click.option("--init", "n_init", type=click.IntRange(min=1), help="Sobol initial points. Default 25.")

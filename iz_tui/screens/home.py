@@ -19,13 +19,40 @@ from textual.widgets.option_list import Option
 
 from engine.errors import IZError
 
-METHODS = ("instructzero", "random", "ape", "manual")
+METHODS = ("instructzero", "random", "ape", "ape_local", "manual")
 METHOD_HELP = {
     "instructzero": "soft prompts → local model → instructions, tuned by Bayesian optimisation",
     "random": "baseline: random soft prompts on the same budget",
-    "ape": "baseline: instructions sampled from the local model (APE)",
+    "ape": "baseline: the endpoint proposes instructions from the demos (APE, as in the paper)",
+    "ape_local": "baseline: instructions sampled from the local model, no soft prompt (APE, local)",
     "manual": "score instructions you write (one a line, below)",
 }
+
+
+def models_line(cfg: Any) -> str:
+    """Which models a run will use, in one line; when only the bundled 135M model is there, how to do better.
+
+    Reads the catalog and the models folder only (a few stats), never a model: the TUI must open at once.
+    """
+    from rich.markup import escape
+
+    from engine.models import catalog
+
+    try:
+        generator = (cfg.generator.model or "").strip() or catalog.effective_default("generator")
+        profile = cfg.endpoints.get(cfg.default_endpoint)
+        blackbox = profile.model if profile is not None and profile.embedded else None
+    except Exception as exc:  # a broken config is reported by the run itself; the form must still open
+        return f"[dim]models: {escape(str(exc).splitlines()[0])}[/]"
+    weak = {"smollm2-135m", "smollm2-135m-instruct"}
+    if not cfg.generator.model and generator in weak:
+        want = sorted({catalog.DEFAULT_GENERATOR, catalog.DEFAULT_BLACKBOX})
+        return ("[yellow]Using the bundled SmolLM2-135M, which writes generic instructions: "
+                f"`iz models pull --default` gets {escape(' + '.join(want))} for far better ones.[/]")
+    shown = f"generator [b]{escape(generator)}[/]"
+    if blackbox:
+        shown += f" · embedded black box [b]{escape(blackbox)}[/]"
+    return f"[dim]{shown}[/]"
 
 
 @dataclass(frozen=True)
@@ -106,6 +133,7 @@ class HomeScreen(Screen[None]):
                 yield Select([(n, n) for n in sorted(cfg.endpoints)], value=cfg.default_endpoint,
                              allow_blank=False, compact=True, id="endpoint")
             yield Static("", id="method-help")
+            yield Static(models_line(cfg), id="models-line")
             with Horizontal(classes="form-row"):
                 yield Label("Budget", classes="form-label")
                 yield Select([(label, key) for key, label in PRESET_LABELS.items()], value="quick",

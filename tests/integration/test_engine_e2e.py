@@ -20,7 +20,7 @@ import pytest
 
 from engine.client import EngineClient
 from engine.errors import EngineError
-from engine.events import CandidateScored, RunFailed, RunFinished
+from engine.events import CandidateScored, RunFailed, RunFinished, Status
 from engine.store import open_history
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -61,7 +61,7 @@ def iz_home_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("iz_e2e_home")
 
 
-@pytest.mark.parametrize("method", ["instructzero", "random", "ape", "manual"])
+@pytest.mark.parametrize("method", ["instructzero", "random", "ape", "ape_local", "manual"])
 def test_each_method_end_to_end(method: str, monkeypatch: pytest.MonkeyPatch, iz_home_module: Path) -> None:
     monkeypatch.setenv("IZ_HOME", str(iz_home_module))
     instructions = (["Write the larger of the two animals.", "Say banana.", "Write the larger of the two animals."]
@@ -90,6 +90,12 @@ def test_each_method_end_to_end(method: str, monkeypatch: pytest.MonkeyPatch, iz
         assert {c["iteration"] for c in cands} == {0, 1}  # initial design, then a BO (or random) batch
     else:
         assert all(c["z"] is None for c in cands)
+    statuses = [e.message for e in seen if isinstance(e, Status)]
+    if method == "ape":  # the paper's APE: the run's own endpoint proposes (3, then 2), and those calls are paid
+        assert [m for m in statuses if m.endswith("(APE)")] == [
+            "asking embedded for 3 instructions (APE)", "asking embedded for 2 instructions (APE)"]
+        assert not any("loading the generator" in m for m in statuses)
+        assert all(c["instruction"].strip() for c in cands)
 
 
 class _CountingProxy:
@@ -183,3 +189,35 @@ def test_sigkill_mid_run_then_resume_repays_no_finished_call(counting_proxy: _Co
     assert run["evaluations"] == settings["budget_evaluations"]
     # The first three evaluations survived the kill untouched (same ids, same scores).
     assert len([c for c in h.candidates(run_id) if c["position"] < 3]) == 3
+
+
+def test_ape_proposes_through_the_endpoint_and_a_repeat_is_free(counting_proxy: _CountingProxy,
+                                                                  iz_home: Path) -> None:
+    """`iz run <task> --method ape --budget 4 --init 4 --batch 4 --dev 3 --test 3`: the real llama.cpp server
+    writes the instructions (over HTTP, counted as the run's calls); the same run again is served by the cache."""
+    settings = {"method": "ape", "budget_evaluations": 4, "n_init": 4, "batch_size": 4, "n_dev": 3, "n_test": 3,
+                "n_demos": 3}
+
+    async def go() -> tuple[int, Any]:
+        async with EngineClient() as client:
+            run_id = await client.start_run(TASK, settings=settings, endpoint=counting_proxy.url,
+                                            model="smollm2-135m-instruct")
+            return run_id, await client.wait_run(run_id)
+
+    run_id, last = asyncio.run(go())
+    assert isinstance(last, RunFinished), last
+    run = _check_run_in_store(run_id, settings["n_dev"], settings["n_test"])
+    sent = list(counting_proxy.log)
+    proposals = [e for e in sent if "I gave a friend an instruction" in e["prompt"]]
+    assert len(proposals) == 4  # one request per candidate, each with its own demo order and seed
+    assert len({e["prompt"] for e in proposals}) > 1
+    assert run["calls"] == len(sent)  # every request, the proposer's included, is a paid call of the run
+    cands = open_history().candidates(run_id)
+    assert len(cands) == 4 and all(c["instruction"].strip() for c in cands)
+
+    run_id2, last2 = asyncio.run(go())
+    assert isinstance(last2, RunFinished), last2
+    assert counting_proxy.log[len(sent):] == []  # nothing asked again: proposals and scores from the cache
+    run2 = open_history().run(run_id2)
+    assert run2["calls"] == 0
+    assert [c["instruction"] for c in open_history().candidates(run_id2)] == [c["instruction"] for c in cands]

@@ -1,0 +1,379 @@
+"""The quality benchmark: does InstructZero find better instructions than its baselines at an equal budget?
+
+Every method gets the same black-box budget (evaluations of ``--dev`` examples each) on the same task, seed and
+splits, through the real engine process and the real models; the winner of each run (best dev score) is scored on
+the held-out test split. Methods:
+
+- ``instructzero``: soft prompts -> local generator -> instructions, chosen by BO with the instruction-coupled
+  kernel (the paper's method);
+- ``iz_matern``: the same with a plain Matern kernel on the soft prompts (ablation; not run by default);
+- ``random``: random soft prompts, the paper's "Uniform" baseline;
+- ``ape``: APE as the paper ran it (the black-box endpoint proposes instructions from the demos);
+- ``ape_local``: APE sampling the local generator (same model and prompt as InstructZero, no soft prompt);
+- ``manual``: one plain hand-written instruction per task (:data:`MANUAL`), the reference a person would write.
+
+Tasks: built-in ones, and instruction-induction tasks imported (induce + execute merged, scored with ``contains``)
+from ``--ii PATH`` (``../shared/data/instruction_induction`` here; the project ships none of that data). Tasks come
+in two groups: ``tune`` (looked at while changing the method) and ``holdout`` (never looked at while tuning; their
+numbers are reported separately, to catch changes that only fit the tuning tasks).
+
+    .venv/bin/python bench/quality.py --ii ../shared/data/instruction_induction            # default size
+    .venv/bin/python bench/quality.py --ii ... --group holdout                             # the held-out tasks
+    .venv/bin/python bench/quality.py --ii ... --paper                                     # 25 + 5 x 25, dev 20
+    .venv/bin/python bench/quality.py --tasks antonyms sentiment --seeds 0 --methods instructzero random
+
+Prints per-task rows (test mean and spread over seeds, evaluations, paid calls, distinct instructions, seconds),
+then summary rows (mean test per method, wins/ties/losses of InstructZero against each baseline, share of the
+manual score), and writes everything as JSON (``--json``; default ``bench/results/quality-<date>.json``) with the
+date, machine, git commit, models and settings. Uses a throwaway IZ_HOME unless ``--home`` is given (a kept home
+lets a rerun answer repeated instructions from the response cache); pulled models are found in the usual models
+folder (``iz models path NAME``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+#: One plain instruction per task, as a person would write it without any tuning.
+MANUAL: dict[str, str] = {
+    "antonyms": "Write a word that means the opposite of the input word.",
+    "capital_city": "Write the capital city of the country.",
+    "country_to_continent": "Write the continent the country is in.",
+    "difference": "Subtract the second number from the first number and write the result.",
+    "first_letter": "Write the first letter of the word.",
+    "larger_animal": "Write the larger of the two animals.",
+    "last_letter": "Write the last letter of the word.",
+    "letter_count": "Count the letters in the word and write the number.",
+    "number_to_words": "Write the number in English words.",
+    "past_tense": "Write the past tense of the verb.",
+    "second_letter": "Write the second letter of the word.",
+    "sentiment": "Classify the sentiment of the sentence as positive or negative. Answer with one word.",
+    "singular_to_plural": "Write the plural form of the noun.",
+    "sum": "Add the two numbers and write the sum.",
+    "uppercase": "Write the word in capital letters.",
+    "word_sorting": "Sort the words alphabetically.",
+    "ii_active_to_passive": "Rewrite the sentence in the passive voice.",
+    "ii_cause_and_effect": "Of the two sentences, write the one that is the cause.",
+    "ii_common_concept": "Write what all the listed things have in common.",
+    "ii_informal_to_formal": "Rewrite the sentence in formal English.",
+    "ii_negation": "Negate the sentence.",
+    "ii_orthography_starts_with": "List the words of the sentence that start with the given letter.",
+    "ii_rhymes": "Write a word that rhymes with the input word.",
+    "ii_second_word_letter": "Write the second letter of the word.",
+    "ii_synonyms": "Write a word with the same meaning as the input word.",
+    "ii_taxonomy_animal": "List the animals among the words.",
+    "ii_translation_en-fr": "Translate the English word into French.",
+    "ii_translation_en-de": "Translate the English word into German.",
+    "ii_word_unscrambling": "Unscramble the letters to make an English word.",
+    "ii_object_counting": "Count the objects listed and write the number.",
+    "ii_odd_one_out": "Write the word that does not belong with the others.",
+    "ii_diff": "Subtract the second number from the first and write the result.",
+}
+
+#: Tasks looked at while tuning the method, and tasks kept out of it (reported on their own).
+GROUPS: dict[str, list[str]] = {
+    "tune": [
+        "antonyms", "sentiment", "larger_animal", "singular_to_plural", "past_tense",
+        "ii_cause_and_effect", "ii_negation", "ii_synonyms", "ii_translation_en-fr", "ii_informal_to_formal",
+    ],
+    "holdout": [
+        "capital_city", "number_to_words", "first_letter", "country_to_continent",
+        "ii_rhymes", "ii_word_unscrambling", "ii_active_to_passive", "ii_odd_one_out",
+    ],
+}
+
+#: The runs each method name stands for (all other settings are the benchmark's).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "instructzero": {"method": "instructzero"},
+    "iz_matern": {"method": "instructzero", "kernel": "matern"},
+    "random": {"method": "random"},
+    "ape": {"method": "ape"},
+    "ape_local": {"method": "ape_local"},
+    "manual": {"method": "manual"},
+}
+BASELINES = ("random", "ape", "ape_local", "iz_matern", "manual")
+DEFAULT_METHODS = ["instructzero", "random", "ape", "ape_local", "manual"]
+#: A mean test score within this of another counts as a tie (one example of 20 is 0.05).
+TIE = 0.02
+
+
+# ---- tasks --------------------------------------------------------------------------------------------------
+
+
+def ensure_ii_task(ii_root: Path, name: str) -> None:
+    """Import an instruction-induction task (induce + execute merged) into the current IZ_HOME, once.
+
+    Merging is deliberate: splits are drawn per seed from one pool, so demos, dev and test never overlap, and the
+    test split is as large as the data allows. Scored with ``contains`` (a small black box answers in sentences;
+    see the data's README).
+    """
+    from engine import paths
+    from engine.tasks.importers import import_task, read_task_file
+
+    if (paths.user_tasks_dir() / name).exists():
+        return
+    stem = name.removeprefix("ii_")
+    files = [ii_root / part / f"{stem}.json" for part in ("induce", "execute")]
+    files = [f for f in files if f.is_file()]
+    if not files:
+        raise SystemExit(f"no instruction-induction files for {stem} under {ii_root} (expected induce/{stem}.json)")
+    seen: set[str] = set()
+    rows = []
+    for f in files:
+        examples, _ = read_task_file(f)
+        for ex in examples:
+            if ex.input not in seen:
+                seen.add(ex.input)
+                rows.append({"input": ex.input, "output": list(ex.answers)})
+    with tempfile.TemporaryDirectory() as tmp:
+        merged = Path(tmp) / f"{stem}.jsonl"
+        merged.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+        import_task(merged, name=name, metric="contains",
+                    description=f"Instruction-induction task {stem} (induce + execute), scored with contains")
+
+
+# ---- running ------------------------------------------------------------------------------------------------
+
+
+def distinct_instructions(run_id: int) -> tuple[int, int]:
+    """(distinct instructions, candidates) of a run, read from the history."""
+    from engine.store import open_history
+
+    cands = open_history().candidates(run_id)
+    return len({c["instruction"] for c in cands}), len(cands)
+
+
+async def run_all(cells: list[tuple[str, str, int]], settings: dict[str, Any], log: Any) -> list[dict[str, Any]]:
+    from engine.client import EngineClient
+    from engine.events import RunFailed
+
+    rows: list[dict[str, Any]] = []
+    async with EngineClient() as client:
+        for i, (task, method, seed) in enumerate(cells, start=1):
+            variant = VARIANTS[method]
+            instructions = [MANUAL[task]] if variant["method"] == "manual" else None
+            run_settings = {**settings, **variant, "seed": seed}
+            if instructions:
+                run_settings["budget_evaluations"] = len(instructions)
+            t0 = time.perf_counter()
+            run_id = await client.start_run(task, settings=run_settings, instructions=instructions)
+            last = await client.wait_run(run_id)
+            wall = time.perf_counter() - t0
+            if isinstance(last, RunFailed):
+                print(f"[{i}/{len(cells)}] {task} {method} seed {seed}: FAILED {last.problem}", file=log, flush=True)
+                rows.append({"task": task, "method": method, "seed": seed, "failed": last.problem})
+                continue
+            s = last.summary
+            distinct, n_cands = distinct_instructions(run_id)
+            row = {"task": task, "method": method, "seed": seed, "wall_s": round(wall, 2),
+                   "distinct": distinct, "candidates": n_cands, **s}
+            rows.append(row)
+            print(f"[{i}/{len(cells)}] {task:<24} {method:<12} seed {seed}: test {s['test_score']} "
+                  f"dev {s['dev_score']} evals {s['evaluations']} calls {s['calls']} distinct {distinct} "
+                  f"({wall:.0f} s) {s['best_instruction']!r}", file=log, flush=True)
+    return rows
+
+
+# ---- tables -------------------------------------------------------------------------------------------------
+
+
+def _mean_sd(vals: list[float]) -> tuple[float, float]:
+    if not vals:
+        return float("nan"), float("nan")
+    return statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+
+def summarise(rows: list[dict[str, Any]], methods: list[str], tasks: list[str]) -> dict[str, Any]:
+    """Per-task means and spreads, and the summary rows, as data (the table is printed from this)."""
+    ok = [r for r in rows if "failed" not in r]
+    per_task: dict[str, dict[str, dict[str, float]]] = {}
+    for task in tasks:
+        per_task[task] = {}
+        for m in methods:
+            rs = [r for r in ok if r["task"] == task and r["method"] == m]
+            if not rs:
+                continue
+            test_mean, test_sd = _mean_sd([r["test_score"] or 0.0 for r in rs])
+            per_task[task][m] = {
+                "test": test_mean, "test_sd": test_sd, "n": len(rs),
+                "dev": statistics.mean([r["dev_score"] or 0.0 for r in rs]),
+                "evaluations": statistics.mean([r["evaluations"] or 0 for r in rs]),
+                "calls": statistics.mean([r["calls"] or 0 for r in rs]),
+                "distinct": statistics.mean([r["distinct"] for r in rs]),
+                "seconds": statistics.mean([r["wall_s"] for r in rs]),
+            }
+    means = {m: statistics.mean([per_task[t][m]["test"] for t in tasks if m in per_task[t]])
+             for m in methods if any(m in per_task[t] for t in tasks)}
+    wtl: dict[str, list[int]] = {}
+    if "instructzero" in methods:
+        for b in methods:
+            if b == "instructzero":
+                continue
+            w = t_ = lo = 0
+            for task in tasks:
+                if "instructzero" not in per_task[task] or b not in per_task[task]:
+                    continue
+                diff = per_task[task]["instructzero"]["test"] - per_task[task][b]["test"]
+                if diff > TIE:
+                    w += 1
+                elif diff < -TIE:
+                    lo += 1
+                else:
+                    t_ += 1
+            wtl[b] = [w, t_, lo]
+    share = {}
+    if "manual" in means and means["manual"] > 0:
+        share = {m: v / means["manual"] for m, v in means.items()}
+    return {"per_task": per_task, "mean_test": means, "wins_ties_losses": wtl, "share_of_manual": share}
+
+
+def render(summary: dict[str, Any], methods: list[str], tasks: list[str], title: str) -> str:
+    per_task = summary["per_task"]
+    width = 13
+    lines = [title, ""]
+    lines.append(f"{'task':<26}" + "".join(f"{m:>{width}}" for m in methods))
+    for task in tasks:
+        cells = []
+        for m in methods:
+            c = per_task[task].get(m)
+            cells.append(f"{c['test']:.2f}±{c['test_sd']:.2f}".rjust(width) if c else "-".rjust(width))
+        lines.append(f"{task:<26}" + "".join(cells))
+    lines.append("")
+    lines.append(f"{'(per method, mean over tasks)':<26}" + "".join(f"{m:>{width}}" for m in methods))
+    for key, fmt in (("evaluations", "{:.1f}"), ("calls", "{:.0f}"), ("distinct", "{:.1f}"), ("seconds", "{:.0f}")):
+        vals = []
+        for m in methods:
+            xs = [per_task[t][m][key] for t in tasks if m in per_task[t]]
+            vals.append(fmt.format(statistics.mean(xs)).rjust(width) if xs else "-".rjust(width))
+        lines.append(f"{key:<26}" + "".join(vals))
+    lines.append(f"{'MEAN TEST':<26}" + "".join(
+        (f"{summary['mean_test'][m]:.3f}" if m in summary["mean_test"] else "-").rjust(width) for m in methods))
+    if summary["share_of_manual"]:
+        lines.append(f"{'share of manual':<26}" + "".join(
+            (f"{summary['share_of_manual'][m]:.0%}" if m in summary["share_of_manual"] else "-").rjust(width)
+            for m in methods))
+    if summary["wins_ties_losses"]:
+        lines.append(f"{'IZ wins/ties/losses vs':<26}" + "".join(
+            ("/".join(map(str, summary["wins_ties_losses"][m])) if m in summary["wins_ties_losses"] else "")
+            .rjust(width) for m in methods))
+    return "\n".join(lines)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except OSError:
+        return "unknown"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ii", type=Path, help="the instruction-induction data folder (with induce/ and execute/)")
+    ap.add_argument("--group", choices=["tune", "holdout", "all"], default="tune")
+    ap.add_argument("--tasks", nargs="+", help="explicit task names (overrides --group)")
+    ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=list(VARIANTS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--budget", type=int, default=12, help="evaluations per run (default 12 = 6 + 1 x 6)")
+    ap.add_argument("--init", type=int, default=6)
+    ap.add_argument("--batch", type=int, default=6)
+    ap.add_argument("--dev", type=int, default=10)
+    ap.add_argument("--test", type=int, default=40)
+    ap.add_argument("--paper", action="store_true", help="the paper's size: 25 + 5 x 25 evaluations, dev 20, test 100")
+    ap.add_argument("--generator", help="generator model (catalog name or path; default: the product's default)")
+    ap.add_argument("--blackbox", help="embedded black-box model (catalog name or .gguf; default: the product's)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="extra run settings for every run, e.g. kernel=matern (values read as JSON)")
+    ap.add_argument("--home", help="IZ_HOME to use (default: a temporary folder)")
+    ap.add_argument("--json", type=Path, help="where to write the JSON results")
+    args = ap.parse_args()
+
+    if args.paper:
+        args.budget, args.init, args.batch, args.dev, args.test = 150, 25, 25, 20, 100
+    from engine import paths
+
+    os.environ.setdefault("IZ_MODELS", str(paths.models_dir()))  # find pulled models from a throwaway home
+    os.environ["IZ_HOME"] = args.home or tempfile.mkdtemp(prefix="iz-quality-")
+    os.environ["IZ_CONFIG"] = str(Path(os.environ["IZ_HOME"]) / "config.toml")
+    if args.generator:
+        os.environ["IZ_GENERATOR__MODEL"] = args.generator
+    if args.blackbox:
+        os.environ["IZ_ENDPOINTS__EMBEDDED__MODEL"] = args.blackbox
+
+    tasks = args.tasks or (GROUPS["tune"] + GROUPS["holdout"] if args.group == "all" else GROUPS[args.group])
+    for task in tasks:
+        if task.startswith("ii_"):
+            if not args.ii:
+                raise SystemExit(f"{task} is an instruction-induction task: pass --ii PATH (or leave it out)")
+            ensure_ii_task(args.ii.expanduser().resolve(), task)
+        if "manual" in args.methods and task not in MANUAL:
+            raise SystemExit(f"no manual instruction for {task}: add one to MANUAL in {__file__}")
+
+    rest = max(args.budget - args.init, 0)
+    settings: dict[str, Any] = {
+        "budget_evaluations": args.budget, "n_init": args.init, "batch_size": args.batch,
+        "n_iterations": -(-rest // args.batch) if args.batch else 0, "n_dev": args.dev, "n_test": args.test,
+    }
+    for item in args.set:
+        key, _, value = item.partition("=")
+        try:
+            settings[key] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[key] = value
+
+    from engine.config import load_config
+    from engine.generator_setup import generator_spec
+
+    config = load_config()
+    gen_path, gen_name = generator_spec(config.generator)
+    blackbox = config.endpoints["embedded"].model
+    cells = [(t, m, s) for t in tasks for s in args.seeds for m in args.methods]
+    print(f"quality benchmark: {len(tasks)} tasks x {len(args.methods)} methods x {len(args.seeds)} seeds; "
+          f"generator {gen_name or gen_path}, black box {blackbox}; settings {settings}", file=sys.stderr)
+    t0 = time.perf_counter()
+    rows = asyncio.run(run_all(cells, settings, sys.stderr))
+    wall = time.perf_counter() - t0
+    # The engine and the llama.cpp server it started have exited and been waited for: the largest of them.
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+    summary = summarise(rows, args.methods, tasks)
+    title = (f"test score (mean±sd over seeds {args.seeds}); budget {args.budget} evaluations "
+             f"({args.init} initial + batches of {args.batch}), dev {args.dev}, test {args.test}; "
+             f"generator {gen_name or gen_path}, black box {blackbox}; {wall / 60:.1f} min, "
+             f"peak RSS {peak_rss_mb:.0f} MB (largest process)")
+    print(render(summary, args.methods, tasks, title))
+    result = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                    "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()},
+        "commit": git_commit(),
+        "models": {"generator": gen_name or gen_path, "blackbox": blackbox},
+        "settings": settings, "methods": args.methods, "seeds": args.seeds, "tasks": tasks, "group": args.group,
+        "wall_s": round(wall, 1), "peak_rss_mb": round(peak_rss_mb), "summary": summary, "runs": rows,
+    }
+    out = args.json or ROOT / "bench" / "results" / f"quality-{dt.date.today().isoformat()}-{args.group}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
+    print(f"\nJSON: {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
