@@ -36,18 +36,41 @@ def generator_spec(settings: GeneratorSettings) -> tuple[str, str | None]:
     return resolved, name
 
 
+def pick_backend(path: str, device: str, backend: str) -> str:
+    """``auto``: llama.cpp for a .gguf file on the CPU (quantised weights, a fraction of the memory and time),
+    transformers for Hugging Face folders, hub ids and CUDA."""
+    if backend != "auto":
+        return backend
+    import importlib.util
+
+    import torch
+
+    on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if path.lower().endswith(".gguf") and not on_gpu and importlib.util.find_spec("llama_cpp") is not None:
+        return "llama_cpp"
+    return "transformers"
+
+
+def make_generator(model: str | None, device: str = "auto", max_new_tokens: int = 32, batch_size: int = 8, *,
+                   backend: str = "auto", lazy: bool = False, **knobs: Any) -> Any:
+    """A generator for a model path or hub id (None = the bundled SmolLM2) on the chosen backend."""
+    from engine.generator import Generator, default_model_path
+
+    path = model or str(default_model_path())
+    chosen = pick_backend(path, device, backend)
+    if chosen == "llama_cpp":
+        from engine.llama_generator import LlamaCppGenerator
+
+        return LlamaCppGenerator(path, device, max_new_tokens, batch_size, lazy=lazy, **knobs)
+    return Generator(path, device, max_new_tokens, batch_size, lazy=lazy, **knobs)
+
+
 def make_run_generator(settings: GeneratorSettings) -> Any:
     """Load the generator the settings ask for (seconds; the engine keeps it warm across runs)."""
-    import engine.generator as backends
-
     path, name = generator_spec(settings)
     knobs = GENERATOR_KNOBS.get(name or "", {})
     log.info("generator: %s (%s), backend %s, knobs %s", name or path, path, settings.backend, knobs)
-    make = getattr(backends, "make_generator", None)
-    if make is None:  # TEMPORARY until the llama.cpp backend lands
-        gen = backends.Generator(path, settings.device, settings.max_new_tokens, settings.batch_size, **knobs)
-    else:
-        gen = make(path, settings.device, settings.max_new_tokens, settings.batch_size, backend=settings.backend,
-                   **knobs)
+    gen = make_generator(path, settings.device, settings.max_new_tokens, settings.batch_size,
+                         backend=settings.backend, **knobs)
     gen.catalog_name = name
     return gen

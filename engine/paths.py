@@ -39,6 +39,11 @@ def builtin_tasks_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "tasks"
 
 
+def cache_dir() -> Path:
+    """Derived data that can be rebuilt at any time (dequantised embedding matrices)."""
+    return home() / "cache"
+
+
 def logs_dir() -> Path:
     return home() / "logs"
 

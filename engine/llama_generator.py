@@ -1,0 +1,438 @@
+"""The llama.cpp generator backend: soft prompts run through the quantised GGUF itself.
+
+Why: through transformers a GGUF is dequantised to float32 (Qwen2.5-Coder-1.5B: about 9 GB and seconds per
+instruction on 2 cores). llama.cpp runs the quantised weights and accepts input *embeddings* in a batch
+(``llama_batch_init(n, n_embd, 1)`` with ``embd`` filled), so the soft tokens can be spliced between real token
+embeddings exactly as with ``inputs_embeds`` in transformers.
+
+What is shared with the transformers backend (by subclassing :class:`engine.generator.Generator`): the prompt
+(the model's chat template through the Hugging Face tokenizer read from the same GGUF, so token ids are the same),
+the place of the soft tokens, the projection and its scale (unit: the model's own token-embedding std), the
+cleaning of the output. What differs: the forward passes.
+
+How a batch of soft prompts is decoded:
+
+1. the prompt part before the soft tokens is decoded once per demo set as sequence 0 and kept in the KV cache;
+2. for each soft prompt ``i`` (sequence ``i + 1``) the prefix is copied (``llama_memory_seq_cp``, no compute),
+   then one embeddings batch holds every sequence's soft tokens + the rest of the prompt (rows of the
+   dequantised token-embedding matrix);
+3. greedy steps decode every live sequence together in one token batch, each stopping on its own (a newline or a
+   sentence end after some text, end of generation, or ``max_new_tokens``), with the same no-repeat-3-gram rule;
+4. the sequences are dropped from the cache, the prefix stays for the next call.
+
+The token-embedding matrix is dequantised once with the ``gguf`` package and cached on disk as a float32 ``.npy``
+(memory-mapped: only the rows a prompt uses are read), keyed by the file's path, size and mtime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from engine import paths
+from engine.generator import Demo, Generator, GeneratorError, _answer_of, _quiet_transformers
+
+log = logging.getLogger(__name__)
+
+_GGUF_MAGIC = b"GGUF"
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_gguf(path: Path) -> None:
+    """A clear error for a file that is not a whole GGUF model, before llama.cpp gets to crash on it."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise GeneratorError(f"Cannot read generator model {path}: {exc.strerror or exc}",
+                             "Check the path and its permissions.") from None
+    if magic != _GGUF_MAGIC:
+        raise GeneratorError(f"Generator model {path} is not a GGUF file (it does not start with 'GGUF').",
+                             "Point [generator] model at a .gguf model file, or re-pull it with `iz models pull`.")
+    try:
+        from gguf import GGUFReader
+
+        reader = GGUFReader(str(path))
+        size = path.stat().st_size
+        for t in reader.tensors:
+            if int(t.data_offset) + int(t.n_bytes) > size:
+                raise ValueError("tensor data runs past the end of the file")
+    except Exception as exc:
+        raise GeneratorError(
+            f"Generator model {path} is truncated or corrupt ({type(exc).__name__}: {str(exc)[:160]}).",
+            "Re-pull it (`iz models remove NAME` then `iz models pull NAME`) or download the file again.",
+        ) from None
+
+
+_LOG_CALLBACK: Any = None
+
+
+def _silence_llama_log() -> None:
+    """llama.cpp logs every load to stderr, which is the engine's own log: keep only errors out of it."""
+    global _LOG_CALLBACK
+    import llama_cpp
+
+    if _LOG_CALLBACK is None:
+        @llama_cpp.llama_log_callback
+        def _quiet(level: int, text: bytes, user_data: Any) -> None:
+            if level == 4 and text:  # GGML_LOG_LEVEL_ERROR
+                log.error("llama.cpp: %s", text.decode("utf-8", "replace").rstrip())
+
+        _LOG_CALLBACK = _quiet
+        llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p())
+
+
+class LlamaCppGenerator(Generator):
+    """A GGUF generator on llama.cpp. Same constructor, knobs and methods as :class:`Generator`."""
+
+    backend = "llama_cpp"
+
+    def __init__(self, model: str | None = None, device: str = "auto", max_new_tokens: int = 32,
+                 batch_size: int = 8, *, n_threads: int | None = None, n_ctx: int = 4096, **knobs: Any) -> None:
+        self.n_threads = n_threads or max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                          else (os.cpu_count() or 1))
+        self.n_ctx = n_ctx
+        self._llama: Any = None
+        self._ctx: Any = None
+        self._vocab: Any = None
+        self._embed: np.ndarray | None = None
+        self._prefix_key: Any = None
+        self._prefix_len = 0
+        self._stop_ids: set[int] = set()
+        self._content_ids: set[int] = set()
+        super().__init__(model, "cpu" if device == "auto" else device, max_new_tokens, batch_size, **knobs)
+        if not self._gguf_file:
+            raise GeneratorError(f"The llama.cpp backend needs a .gguf file; {self.model_name} is not one.",
+                                 "Set [generator] backend = transformers (or auto) for Hugging Face folders.")
+
+    @property
+    def path(self) -> Path:
+        return Path(self._source) / str(self._gguf_file)
+
+    # ---- loading --------------------------------------------------------------------------------------------
+    def load(self) -> LlamaCppGenerator:
+        with self._lock:
+            if self._ctx is not None:
+                return self
+            try:
+                import llama_cpp
+            except ImportError as exc:
+                raise GeneratorError("The llama.cpp generator backend needs llama-cpp-python, which is missing.",
+                                     "pip install llama-cpp-python, or set [generator] backend = "
+                                     "transformers.") from exc
+            path = self.path
+            check_gguf(path)
+            size = path.stat().st_size
+            avail = _available_memory()
+            need = int(size * 1.3) + 512 * 2**20
+            if avail is not None and need > avail:
+                raise GeneratorError(
+                    f"Generator model {path.name} needs about {need / 2**30:.1f} GiB of memory; "
+                    f"{avail / 2**30:.1f} GiB is available.",
+                    "Close other programs, or pick a smaller model (`iz models list`).",
+                )
+            with _quiet_transformers():
+                from transformers import AutoTokenizer
+
+                tokenizer = AutoTokenizer.from_pretrained(self._source, gguf_file=self._gguf_file)
+            if tokenizer.pad_token_id is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            self._tokenizer = tokenizer
+            self._embed = self._embedding_matrix(path)
+            self._embed_std = float(self._embed_stats(path)["std"])
+            _silence_llama_log()
+            llama_cpp.llama_backend_init()
+            mparams = llama_cpp.llama_model_default_params()
+            mparams.use_mmap = True
+            model = llama_cpp.llama_model_load_from_file(str(path).encode(), mparams)
+            if not model:
+                raise GeneratorError(f"llama.cpp could not load {path}.",
+                                     "The file may be corrupt: re-pull it, or use another model.")
+            cparams = llama_cpp.llama_context_default_params()
+            cparams.n_ctx = self.n_ctx
+            cparams.n_batch = self.n_ctx
+            cparams.n_ubatch = min(512, self.n_ctx)
+            cparams.n_seq_max = self.batch_size + 1
+            cparams.kv_unified = True
+            cparams.n_threads = self.n_threads
+            cparams.n_threads_batch = self.n_threads
+            ctx = llama_cpp.llama_init_from_model(model, cparams)
+            if not ctx:
+                llama_cpp.llama_model_free(model)
+                raise GeneratorError(f"llama.cpp could not create a context for {path.name}.",
+                                     "Lower [generator] batch_size, or free some memory.")
+            self._llama, self._ctx = model, ctx
+            self._vocab = llama_cpp.llama_model_get_vocab(model)
+            self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+            self._n_embd = llama_cpp.llama_model_n_embd(model)
+            if self._n_embd != self._embed.shape[1]:
+                raise GeneratorError(f"{path.name}: embedding width {self._embed.shape[1]} does not match the "
+                                     f"model's {self._n_embd}.", "Re-pull the model file.")
+            self._sort_vocabulary()
+            self._model = self  # the base class checks _model to know it is loaded
+            log.info("generator %s on llama.cpp (%d threads, hidden %d, embedding std %.4f)",
+                     self.model_name, self.n_threads, self._n_embd, self._embed_std)
+            return self
+
+    def close(self) -> None:
+        import llama_cpp
+
+        with self._lock:
+            if self._ctx is not None:
+                llama_cpp.llama_free(self._ctx)
+                llama_cpp.llama_model_free(self._llama)
+                self._ctx = self._llama = None
+                self._model = None
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+    def _cache_base(self, path: Path) -> Path:
+        st = path.stat()
+        key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+        return paths.cache_dir() / f"embd-{path.stem}-{key}"
+
+    def _embedding_matrix(self, path: Path) -> np.ndarray:
+        """The dequantised token-embedding matrix, memory-mapped from the disk cache (made on first use)."""
+        base = self._cache_base(path)
+        npy = base.with_suffix(".npy")
+        if not npy.is_file():
+            from gguf import GGUFReader
+            from gguf.quants import dequantize
+
+            reader = GGUFReader(str(path))
+            tensor = next((t for t in reader.tensors if t.name == "token_embd.weight"), None)
+            if tensor is None:
+                raise GeneratorError(f"{path.name} has no token_embd.weight tensor.",
+                                     "Use a llama.cpp-compatible causal LM GGUF.")
+            matrix = dequantize(tensor.data, tensor.tensor_type).astype(np.float32, copy=False)
+            matrix = matrix.reshape(-1, int(tensor.shape[0]))
+            npy.parent.mkdir(parents=True, exist_ok=True)
+            tmp = npy.with_suffix(".tmp.npy")
+            np.save(tmp, matrix)
+            os.replace(tmp, npy)
+            stats = {"std": float(matrix.std()), "rows": int(matrix.shape[0]), "cols": int(matrix.shape[1])}
+            base.with_suffix(".json").write_text(json.dumps(stats), encoding="utf-8")
+            del matrix
+        return np.load(npy, mmap_mode="r")
+
+    def _embed_stats(self, path: Path) -> dict[str, Any]:
+        return json.loads(self._cache_base(path).with_suffix(".json").read_text(encoding="utf-8"))
+
+    def _sort_vocabulary(self) -> None:
+        tok = self._tokenizer
+        texts = tok.batch_decode([[i] for i in range(len(tok))])
+        for token_id, text in enumerate(texts):
+            if "\n" in text or text.rstrip().endswith((".", "!", "?")):
+                self._stop_ids.add(token_id)
+            if any(ch.isalnum() for ch in text):
+                self._content_ids.add(token_id)
+        for special in (tok.eos_token_id, tok.pad_token_id):
+            if special is not None:
+                self._stop_ids.add(int(special))
+                self._content_ids.discard(int(special))
+
+    # ---- sizes ----------------------------------------------------------------------------------------------
+    @property
+    def hidden_size(self) -> int:
+        self.load()
+        assert self._embed is not None
+        return int(self._embed.shape[1])
+
+    # ---- decoding -------------------------------------------------------------------------------------------
+    def _decode(self, batch: Any) -> None:
+        import llama_cpp
+
+        rc = llama_cpp.llama_decode(self._ctx, batch)
+        if rc != 0:
+            raise GeneratorError(f"llama.cpp failed to decode a batch (code {rc}).",
+                                 "Lower [generator] batch_size or max_new_tokens.")
+
+    def _token_batch(self, items: list[tuple[int, int, int, bool]]) -> Any:
+        """A batch of (token, position, sequence, wants logits)."""
+        import llama_cpp
+
+        batch = llama_cpp.llama_batch_init(len(items), 0, 1)
+        batch.n_tokens = len(items)
+        for i, (token, pos, seq, logits) in enumerate(items):
+            batch.token[i] = token
+            batch.pos[i] = pos
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = seq
+            batch.logits[i] = int(logits)
+        return batch
+
+    def _ensure_prefix(self, key: Any, before_ids: list[int]) -> None:
+        """Sequence 0 holds the prompt part before the soft tokens; decoded only when the demos change."""
+        import llama_cpp
+
+        if self._prefix_key == key:
+            return
+        mem = llama_cpp.llama_get_memory(self._ctx)
+        llama_cpp.llama_memory_clear(mem, True)
+        self._prefix_key, self._prefix_len = None, 0
+        step = 512
+        for start in range(0, len(before_ids), step):
+            chunk = before_ids[start:start + step]
+            batch = self._token_batch([(t, start + i, 0, False) for i, t in enumerate(chunk)])
+            try:
+                self._decode(batch)
+            finally:
+                llama_cpp.llama_batch_free(batch)
+        self._prefix_key, self._prefix_len = key, len(before_ids)
+
+    def _run(self, rows: list[np.ndarray], sample: tuple[float, np.random.Generator] | None) -> list[str]:
+        """Decode ``prefix + row`` for each row (``[len, hidden]`` float32 embeddings): greedy, or sampled."""
+        import llama_cpp
+
+        mem = llama_cpp.llama_get_memory(self._ctx)
+        n = len(rows)
+        n0 = self._prefix_len
+        for s in range(1, n + 1):
+            llama_cpp.llama_memory_seq_cp(mem, 0, s, -1, -1)
+        total = sum(r.shape[0] for r in rows)
+        batch = llama_cpp.llama_batch_init(total, self._n_embd, 1)
+        out_index: list[int] = []
+        try:
+            batch.n_tokens = total
+            flat = np.ascontiguousarray(np.concatenate(rows, axis=0), dtype=np.float32)
+            ctypes.memmove(batch.embd, flat.ctypes.data, flat.nbytes)
+            k = 0
+            for s, r in enumerate(rows, start=1):
+                for j in range(r.shape[0]):
+                    batch.pos[k] = n0 + j
+                    batch.n_seq_id[k] = 1
+                    batch.seq_id[k][0] = s
+                    batch.logits[k] = int(j == r.shape[0] - 1)
+                    k += 1
+                out_index.append(k - 1)
+            self._decode(batch)
+        finally:
+            llama_cpp.llama_batch_free(batch)
+
+        generated: list[list[int]] = [[] for _ in range(n)]
+        live = list(range(n))
+        positions = [n0 + r.shape[0] for r in rows]
+        eos = self._tokenizer.eos_token_id
+        try:
+            for _step in range(self.max_new_tokens):
+                picks: list[tuple[int, int]] = []
+                for idx, row in zip(out_index, live, strict=True):
+                    ptr = llama_cpp.llama_get_logits_ith(self._ctx, idx)
+                    logits = np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).astype(np.float64)
+                    self._ban_repeats(logits, generated[row])
+                    if sample is None:
+                        token = int(np.argmax(logits))
+                    else:
+                        temperature, rng = sample
+                        z = logits / temperature
+                        z -= z.max()
+                        p = np.exp(z)
+                        p /= p.sum()
+                        token = int(rng.choice(len(p), p=p))
+                    picks.append((row, token))
+                still: list[int] = []
+                items: list[tuple[int, int, int, bool]] = []
+                for row, token in picks:
+                    if token == eos or llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                        continue
+                    generated[row].append(token)
+                    started = any(t in self._content_ids for t in generated[row])
+                    if token in self._stop_ids and started:
+                        continue
+                    still.append(row)
+                    items.append((token, positions[row], row + 1, True))
+                    positions[row] += 1
+                if not still or _step == self.max_new_tokens - 1:
+                    break
+                batch = self._token_batch(items)
+                try:
+                    self._decode(batch)
+                finally:
+                    llama_cpp.llama_batch_free(batch)
+                live = still
+                out_index = list(range(len(still)))
+        finally:
+            for s in range(1, n + 1):
+                llama_cpp.llama_memory_seq_rm(mem, s, -1, -1)
+        return [self._tokenizer.decode(g, skip_special_tokens=True) for g in generated]
+
+    def _ban_repeats(self, logits: np.ndarray, generated: list[int]) -> None:
+        """No-repeat-n-gram on the generated tokens (as transformers' ``no_repeat_ngram_size``)."""
+        n = self.no_repeat_ngram_size
+        if n <= 0 or len(generated) < n - 1:
+            return
+        tail = tuple(generated[len(generated) - (n - 1):]) if n > 1 else ()
+        for i in range(len(generated) - n + 1):
+            if tuple(generated[i:i + n - 1]) == tail:
+                logits[generated[i + n - 1]] = -np.inf
+
+    def _pieces(self, demos: Sequence[Demo]) -> tuple[Any, list[int], np.ndarray]:
+        key = (self.soft_position, tuple((d.input, _answer_of(d)) for d in demos))
+        before_ids, after_ids = self._prompt_pieces(demos)
+        assert self._embed is not None
+        after = np.asarray(self._embed[after_ids], dtype=np.float32)
+        return key, before_ids, after
+
+    def instructions(self, Z: Any, demos: Sequence[Demo], projection: torch.Tensor, n_tokens: int) -> list[str]:
+        Zt = torch.as_tensor(Z, dtype=torch.float32).detach().cpu()
+        if Zt.ndim == 1:
+            Zt = Zt.unsqueeze(0)
+        A = torch.as_tensor(projection, dtype=torch.float32).cpu()
+        if Zt.ndim != 2 or A.ndim != 2 or Zt.shape[1] != A.shape[0]:
+            raise ValueError(f"Z {tuple(Zt.shape)} does not fit the projection {tuple(A.shape)}")
+        if A.shape[1] != n_tokens * self.hidden_size:
+            raise ValueError(
+                f"projection has {A.shape[1]} columns, expected n_tokens * hidden_size = {n_tokens * self.hidden_size}"
+            )
+        if not demos:
+            raise ValueError("instructions() needs at least one demo")
+        results: list[str] = []
+        with self._lock:
+            self.load()
+            key, before_ids, after = self._pieces(demos)
+            self._ensure_prefix(key, before_ids)
+            soft = (Zt @ A).reshape(Zt.shape[0], n_tokens, self.hidden_size).numpy()
+            for start in range(0, soft.shape[0], self.batch_size):
+                rows = [np.concatenate([s, after], axis=0) for s in soft[start:start + self.batch_size]]
+                results.extend(self._finish(raw) for raw in self._run(rows, None))
+        return results
+
+    def sample(self, demos: Sequence[Demo], n: int, temperature: float, seed: int) -> list[str]:
+        if n < 1:
+            return []
+        if temperature <= 0:
+            raise ValueError("sample() needs temperature > 0 (use instructions() for greedy decoding)")
+        if not demos:
+            raise ValueError("sample() needs at least one demo")
+        rng = np.random.default_rng(int(seed))
+        results: list[str] = []
+        with self._lock:
+            self.load()
+            key, before_ids, after = self._pieces(demos)
+            self._ensure_prefix(key, before_ids)
+            for start in range(0, n, self.batch_size):
+                k = min(self.batch_size, n - start)
+                results.extend(self._finish(raw) for raw in self._run([after] * k, (float(temperature), rng)))
+        return results
