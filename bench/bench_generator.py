@@ -1,12 +1,15 @@
 """Benchmark the local generator: how many distinct instructions 50 random soft prompts give, and how fast.
 
-    python bench/bench_generator.py [--n 50] [--batch-size 8] [--scale 12] [--position tail] [--speed-n 16]
+    python bench/bench_generator.py [--model NAME] [--backend auto] [--n 50] [--batch-size 8] [--scale 12]
+                                    [--position tail] [--system TEXT] [--speed-n 16]
 
 For each of three tasks (5 demos from tasks/<name>/data.jsonl, or inline demos when the folder is missing) it
 generates instructions for ``n`` random z (uniform in [-1, 1]^10, 5 soft tokens, seeded projection) and prints the
 share of distinct instructions with a few examples. Then it times the same z decoded in batches (one ``generate``
 call per batch) against one at a time, and prints instructions per second and the ratio. Uses the bundled SmolLM2
-model offline; nothing is downloaded.
+model offline unless ``--model`` names a catalog model (pulled with ``iz models pull``) or a path; nothing is
+downloaded. "code" counts instructions that read as a programming task (function, string, program, ...), the
+failure mode of the Qwen Coder generators.
 
 What the knobs did on SmolLM2-135M (2 CPU cores, 3 tasks x 50 z, distinct instructions out of 150; "junk" =
 placeholder, odd quotes, under 3 words or starting with The/A/An/This/It):
@@ -42,7 +45,16 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from engine.generator import Generator  # noqa: E402
+from engine.generator_setup import make_generator  # noqa: E402
+from engine.models import catalog  # noqa: E402
+
+CODE_WORDS = ("function", "string", "program", "code", "python", "list of", "array", "integer", "return")
+
+
+def codey(text: str) -> bool:
+    """An instruction that reads as a programming task rather than as a task for a person."""
+    low = text.lower()
+    return any(w in low for w in CODE_WORDS)
 
 
 @dataclass(frozen=True)
@@ -88,10 +100,14 @@ def demos_for(task: str, k: int = 5) -> tuple[list[Demo], str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="catalog name or path (default: the bundled SmolLM2)")
+    ap.add_argument("--backend", default="auto", choices=["auto", "llama_cpp", "transformers"])
+    ap.add_argument("--system", default=None, help="system_prompt knob (chat models)")
     ap.add_argument("--n", type=int, default=50, help="random z per task")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--scale", type=float, default=None, help="soft_scale (default: the Generator's)")
     ap.add_argument("--position", default="tail", help="soft_position: start, user, pairs, tail, answer")
+    ap.add_argument("--tokens", type=int, default=5, help="soft tokens (the runner's n_soft_tokens)")
     ap.add_argument("--kind", default="uniform", choices=["uniform", "normal"])
     ap.add_argument("--speed-n", type=int, default=16, help="z timed batched vs one at a time")
     ap.add_argument("--tasks", default="larger_animal,first_letter,antonyms")
@@ -100,19 +116,25 @@ def main() -> None:
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    knobs = {} if args.scale is None else {"soft_scale": args.scale}
-    gen = Generator(batch_size=args.batch_size, soft_position=args.position, **knobs)
+    knobs: dict[str, object] = {} if args.scale is None else {"soft_scale": args.scale}
+    if args.system:
+        knobs["system_prompt"] = args.system
+    model = catalog.resolve(args.model) if args.model else None
+    gen = make_generator(model, batch_size=args.batch_size, backend=args.backend, soft_position=args.position,
+                         **knobs)
+    gen.load()
     load_s = time.perf_counter() - t0
-    d, n_tokens = 10, 5
+    d, n_tokens = 10, args.tokens
     A = gen.projection(d, n_tokens, seed=args.seed, kind=args.kind)
     Z = torch.rand(args.n, d, generator=torch.Generator().manual_seed(args.seed + 1)) * 2 - 1
     print(
-        f"generator {gen.model_name} on {gen.device} ({torch.get_num_threads()} threads), load {load_s:.1f}s; "
+        f"generator {args.model or 'smollm2-135m'} ({type(gen).__name__}) on {gen.device} "
+        f"({torch.get_num_threads()} threads), load {load_s:.1f}s; "
         f"d={d}, {n_tokens} soft tokens, {args.kind} projection, scale {gen.soft_scale:g}, position {args.position}, "
         f"max_new_tokens {gen.max_new_tokens}"
     )
     print()
-    print(f"{'task':<15} {'demos':<7} {'distinct':>9} {'share':>6} {'top count':>9} {'s':>6}  examples")
+    print(f"{'task':<15} {'demos':<7} {'distinct':>9} {'share':>6} {'top count':>9} {'code':>5} {'s':>6}  examples")
     all_demos = {}
     for task in args.tasks.split(","):
         demos, src = demos_for(task)
@@ -124,10 +146,10 @@ def main() -> None:
         distinct = len(counts)
         print(
             f"{task:<15} {src:<7} {distinct:>5}/{len(out):<3} {distinct / len(out):>6.2f} "
-            f"{counts.most_common(1)[0][1]:>9} {dt:>6.1f}"
+            f"{counts.most_common(1)[0][1]:>9} {sum(map(codey, out)):>5} {dt:>6.1f}"
         )
         for text, c in counts.most_common(args.examples):
-            print(f"{'':<49}  {c:>2}x {text}")
+            print(f"{'':<55}  {c:>2}x {text}")
     print()
 
     if args.speed_n <= 0:

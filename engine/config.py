@@ -42,6 +42,14 @@ class GeneratorSettings(_Strict):
     )
     max_new_tokens: int = Field(default=32, ge=4, le=512)
     batch_size: int = Field(default=8, ge=1, le=256)
+    soft_scale: float | None = Field(
+        default=None, gt=0, le=1000,
+        description="The soft tokens' size in units of the model's embedding std; empty = the measured default "
+        "for the model (a larger scale makes different soft prompts write more different instructions).",
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto", description="transformers backend only: auto = float32 on the CPU, half on a GPU."
+    )
 
 
 class EndpointProfile(_Strict):
@@ -159,6 +167,10 @@ class Config(_Strict):
                 f"{paths.config_file()}",
             )
         if model:
+            if prof.embedded and model == "auto":  # as in the file: the default model, resolved now
+                from engine.models.catalog import effective_default
+
+                model = effective_default("blackbox")
             prof = prof.model_copy(update={"model": model})
         return name, prof
 
@@ -245,8 +257,11 @@ def default_config_text() -> str:
 default_endpoint = "embedded"
 
 [generator]
-# model = "/path/to/hf-model-folder-or-file.gguf"   # default: the bundled SmolLM2-135M-Instruct
+# model = "qwen2.5-coder-1.5b"   # a catalog name (`iz models list`), a .gguf file, a HF folder or hub id;
+#                                # default: the default generator when pulled, else the bundled SmolLM2-135M
 device = "auto"
+backend = "auto"                 # llama.cpp for .gguf files on the CPU, transformers otherwise
+# soft_scale = 12                # soft-token size in embedding stds; default: measured per model
 
 [run]
 intrinsic_dim = 10

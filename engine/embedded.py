@@ -333,7 +333,9 @@ def server_for(model: str | None) -> EmbeddedServer:
     from engine.models import catalog
 
     spec = (model or "").strip()
-    if not spec or spec in ("auto", MODEL_ALIAS):
+    if spec == "auto":  # a profile that skipped Config resolution: the default black box, as configured
+        spec = catalog.effective_default("blackbox")
+    if not spec or spec == MODEL_ALIAS:
         return EmbeddedServer.shared()
     if catalog.is_catalog_name(spec):
         entry = catalog.get(spec)

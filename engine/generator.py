@@ -352,6 +352,10 @@ class Generator:
     * ``no_repeat_ngram_size``: greedy decoding may not repeat a 3-gram of its own output, which stops the small
       model's loops ("The instruction was to "The instruction was to ..."). 0 turns it off.
     * ``prefix_cache``: reuse the keys/values of the prompt part before the soft tokens (same for every z).
+    * ``dtype`` (transformers backend): ``auto`` is float32 on the CPU, half precision on a GPU.
+    * ``system_prompt``: a system turn for chat models (None = the template's default). Coder models read
+      input/output pairs as a programming task ("Create a function that ..."); a system turn asking for plain
+      instructions for a person steers them back (numbers in BENCHMARKS.md).
     """
 
     def __init__(
@@ -366,6 +370,8 @@ class Generator:
         soft_scale: float = 12.0,
         no_repeat_ngram_size: int = 3,
         prefix_cache: bool = True,
+        system_prompt: str | None = None,
+        dtype: str = "auto",
     ) -> None:
         if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
             raise GeneratorError(f"Unknown generator device {device!r}.", "Use auto, cpu or cuda.")
@@ -386,6 +392,10 @@ class Generator:
         self.soft_scale = float(soft_scale)
         self.no_repeat_ngram_size = int(no_repeat_ngram_size)
         self.prefix_cache = prefix_cache
+        self.system_prompt = system_prompt
+        if dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise GeneratorError(f"Unknown generator dtype {dtype!r}.", "Use auto, float32, bfloat16 or float16.")
+        self.dtype = dtype
         self._lock = threading.RLock()
         self._model: Any = None
         self._tokenizer: Any = None
@@ -407,10 +417,14 @@ class Generator:
             kwargs: dict[str, Any] = {}
             if self._gguf_file:
                 kwargs["gguf_file"] = self._gguf_file
-            # float32 on CPU (fast kernels, exact greedy decoding); half precision on a GPU to fit larger models.
-            dtype = torch.float32
-            if self.device.startswith("cuda"):
+            # "auto": float32 on CPU (measured against bfloat16 in bench/bench_generator_backends.py: see the
+            # `dtype` knob); half precision on a GPU to fit larger models.
+            if self.dtype != "auto":
+                dtype = getattr(torch, self.dtype)
+            elif self.device.startswith("cuda"):
                 dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            else:
+                dtype = torch.float32
             try:
                 with _quiet_transformers():
                     tokenizer = AutoTokenizer.from_pretrained(self._source, **kwargs)
@@ -537,9 +551,10 @@ class Generator:
             body = body[: -len(ANSWER_PREFIX)] + marker + ANSWER_PREFIX
         if has_chat:
             # The user turn ends with "The instruction was to"; the answer is prefilled with it too.
-            text = tok.apply_chat_template(
-                [{"role": "user", "content": body}], tokenize=False, add_generation_prompt=True
-            )
+            messages = [{"role": "user", "content": body}]
+            if self.system_prompt:
+                messages.insert(0, {"role": "system", "content": self.system_prompt})
+            text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             text += (marker if pos == "answer" else "") + ANSWER_PREFIX
         else:
             # A base model continues the framing itself, which already ends with "The instruction was to".

@@ -68,7 +68,11 @@ def make_generator(model: str | None, device: str = "auto", max_new_tokens: int 
 def make_run_generator(settings: GeneratorSettings) -> Any:
     """Load the generator the settings ask for (seconds; the engine keeps it warm across runs)."""
     path, name = generator_spec(settings)
-    knobs = GENERATOR_KNOBS.get(name or "", {})
+    knobs = dict(GENERATOR_KNOBS.get(name or "", {}))
+    if settings.soft_scale is not None:
+        knobs["soft_scale"] = settings.soft_scale
+    if settings.dtype != "auto":
+        knobs["dtype"] = settings.dtype
     log.info("generator: %s (%s), backend %s, knobs %s", name or path, path, settings.backend, knobs)
     gen = make_generator(path, settings.device, settings.max_new_tokens, settings.batch_size,
                          backend=settings.backend, **knobs)

@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -58,8 +59,11 @@ def _available_memory() -> int | None:
     return None
 
 
-def check_gguf(path: Path) -> None:
-    """A clear error for a file that is not a whole GGUF model, before llama.cpp gets to crash on it."""
+def check_gguf(path: Path, full: bool = True) -> None:
+    """A clear error for a file that is not a whole GGUF model, before llama.cpp gets to crash on it.
+
+    ``full`` parses every tensor header (seconds for a 150k-token vocabulary); without it only the magic is read,
+    for a file whose identity (path, size, mtime) already passed once and has its cache entries."""
     try:
         with open(path, "rb") as f:
             magic = f.read(4)
@@ -69,6 +73,8 @@ def check_gguf(path: Path) -> None:
     if magic != _GGUF_MAGIC:
         raise GeneratorError(f"Generator model {path} is not a GGUF file (it does not start with 'GGUF').",
                              "Point [generator] model at a .gguf model file, or re-pull it with `iz models pull`.")
+    if not full:
+        return
     try:
         from gguf import GGUFReader
 
@@ -141,7 +147,7 @@ class LlamaCppGenerator(Generator):
                                      "pip install llama-cpp-python, or set [generator] backend = "
                                      "transformers.") from exc
             path = self.path
-            check_gguf(path)
+            check_gguf(path, full=not (paths.cache_dir() / f"{self._cache_base(path)}.npy").is_file())
             size = path.stat().st_size
             avail = _available_memory()
             need = int(size * 1.3) + 512 * 2**20
@@ -152,9 +158,7 @@ class LlamaCppGenerator(Generator):
                     "Close other programs, or pick a smaller model (`iz models list`).",
                 )
             with _quiet_transformers():
-                from transformers import AutoTokenizer
-
-                tokenizer = AutoTokenizer.from_pretrained(self._source, gguf_file=self._gguf_file)
+                tokenizer = self._load_tokenizer(path)
             if tokenizer.pad_token_id is None:
                 tokenizer.pad_token = tokenizer.eos_token
             self._tokenizer = tokenizer
@@ -208,16 +212,20 @@ class LlamaCppGenerator(Generator):
         with contextlib.suppress(Exception):
             self.close()
 
-    def _cache_base(self, path: Path) -> Path:
+    @staticmethod
+    def _cache_base(path: Path) -> str:
+        """The cache entries' common name: the file's stem (dots replaced, so that no suffix is mistaken for
+        one) and a key of its resolved path, size and mtime, so a re-pulled or edited file is never served
+        another file's matrix or tokenizer."""
         st = path.stat()
         key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
-        return paths.cache_dir() / f"embd-{path.stem}-{key}"
+        return f"embd-{path.stem.replace('.', '_')}-{key}"
 
     def _embedding_matrix(self, path: Path) -> np.ndarray:
         """The dequantised token-embedding matrix, memory-mapped from the disk cache (made on first use)."""
-        base = self._cache_base(path)
-        npy = base.with_suffix(".npy")
-        if not npy.is_file():
+        base = paths.cache_dir() / self._cache_base(path)
+        npy, stats_file = Path(f"{base}.npy"), Path(f"{base}.json")
+        if not (npy.is_file() and stats_file.is_file()):
             from gguf import GGUFReader
             from gguf.quants import dequantize
 
@@ -229,16 +237,36 @@ class LlamaCppGenerator(Generator):
             matrix = dequantize(tensor.data, tensor.tensor_type).astype(np.float32, copy=False)
             matrix = matrix.reshape(-1, int(tensor.shape[0]))
             npy.parent.mkdir(parents=True, exist_ok=True)
-            tmp = npy.with_suffix(".tmp.npy")
+            stats = {"std": float(matrix.std()), "rows": int(matrix.shape[0]), "cols": int(matrix.shape[1])}
+            # Stats first, the matrix last: a crash in between leaves no .npy, so the next load redoes both.
+            stats_file.write_text(json.dumps(stats), encoding="utf-8")
+            tmp = Path(f"{base}.tmp.npy")
             np.save(tmp, matrix)
             os.replace(tmp, npy)
-            stats = {"std": float(matrix.std()), "rows": int(matrix.shape[0]), "cols": int(matrix.shape[1])}
-            base.with_suffix(".json").write_text(json.dumps(stats), encoding="utf-8")
             del matrix
         return np.load(npy, mmap_mode="r")
 
     def _embed_stats(self, path: Path) -> dict[str, Any]:
-        return json.loads(self._cache_base(path).with_suffix(".json").read_text(encoding="utf-8"))
+        stats_file = paths.cache_dir() / f"{self._cache_base(path)}.json"
+        return json.loads(stats_file.read_text(encoding="utf-8"))
+
+    def _load_tokenizer(self, path: Path) -> Any:
+        """The Hugging Face tokenizer of the GGUF file. Converting it from the GGUF takes ~25 s for Qwen's 150k
+        vocabulary, so the result is saved in the cache and later loads read it back in about a second."""
+        from transformers import AutoTokenizer
+
+        cached = paths.cache_dir() / f"{self._cache_base(path)}-tokenizer"
+        if (cached / "tokenizer_config.json").is_file():
+            with contextlib.suppress(Exception):
+                return AutoTokenizer.from_pretrained(str(cached))
+        tokenizer = AutoTokenizer.from_pretrained(self._source, gguf_file=self._gguf_file)
+        tmp = cached.with_name(cached.name + ".tmp")
+        with contextlib.suppress(OSError):
+            shutil.rmtree(tmp, ignore_errors=True)
+            tokenizer.save_pretrained(str(tmp))
+            shutil.rmtree(cached, ignore_errors=True)
+            os.replace(tmp, cached)
+        return tokenizer
 
     def _sort_vocabulary(self) -> None:
         tok = self._tokenizer

@@ -34,7 +34,9 @@ def _check_run_in_store(run_id: int, n_dev: int, n_test: int) -> dict[str, Any]:
     run = h.run(run_id)
     assert run["status"] == "finished", run
     cands = h.candidates(run_id)
-    assert len(cands) == run["evaluations"]
+    # Only a new instruction costs an evaluation; a repeat is stored too (scored for free, as BO information).
+    assert len(cands) == run["evaluations"] + run["evaluations_saved"]
+    assert sum(c["duplicate_of"] is None for c in cands) == run["evaluations"]
     assert all(c["status"] == "scored" and c["dev_score"] is not None for c in cands)
     for c in cands:
         assert len(c["scores"]) == n_dev
@@ -52,7 +54,7 @@ def _check_run_in_store(run_id: int, n_dev: int, n_test: int) -> dict[str, Any]:
     assert len(test_scores) == 1 and test_scores[0]["n_examples"] == n_test
     assert run["test_score"] == test_scores[0]["score"]
     assert len(h.outputs(best["id"], "test")) == n_test
-    assert run["calls"] + run["calls_saved"] >= run["evaluations"] * n_dev - run["evaluations_saved"] * n_dev
+    assert run["calls"] + run["calls_saved"] >= run["evaluations"] * n_dev
     return run
 
 
@@ -78,10 +80,10 @@ def test_each_method_end_to_end(method: str, monkeypatch: pytest.MonkeyPatch, iz
     assert isinstance(last, RunFinished), last
     run = _check_run_in_store(run_id, TINY["n_dev"], TINY["n_test"])
     scored = [e for e in seen if isinstance(e, CandidateScored)]
-    assert len(scored) == run["evaluations"]
+    assert len(scored) == run["evaluations"] + run["evaluations_saved"]
     assert last.summary["best_instruction"] == run["best_instruction"]
     if method == "manual":
-        assert run["evaluations"] == 3 and run["evaluations_saved"] == 1  # the repeated instruction is not re-paid
+        assert run["evaluations"] == 2 and run["evaluations_saved"] == 1  # the repeated instruction is not re-paid
     else:
         assert run["evaluations"] == TINY["budget_evaluations"]
     cands = open_history().candidates(run_id)
@@ -209,11 +211,12 @@ def test_ape_proposes_through_the_endpoint_and_a_repeat_is_free(counting_proxy: 
     run = _check_run_in_store(run_id, settings["n_dev"], settings["n_test"])
     sent = list(counting_proxy.log)
     proposals = [e for e in sent if "I gave a friend an instruction" in e["prompt"]]
-    assert len(proposals) == 4  # one request per candidate, each with its own demo order and seed
+    cands = open_history().candidates(run_id)
+    # One request per candidate, each with its own demo order and seed; a repeated proposal is free and asks again.
+    assert len(proposals) >= len(cands) >= 4
     assert len({e["prompt"] for e in proposals}) > 1
     assert run["calls"] == len(sent)  # every request, the proposer's included, is a paid call of the run
-    cands = open_history().candidates(run_id)
-    assert len(cands) == 4 and all(c["instruction"].strip() for c in cands)
+    assert all(c["instruction"].strip() for c in cands)
 
     run_id2, last2 = asyncio.run(go())
     assert isinstance(last2, RunFinished), last2

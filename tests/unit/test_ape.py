@@ -5,15 +5,13 @@ OpenAI-compatible endpoint (a stdlib HTTP server on 127.0.0.1, so the requests a
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from unit_fakes import FORWARD, FakeEndpoint  # noqa: F401
 
 from engine.ape import APE_MAX_TOKENS, APE_SYSTEM, ape_demo_sets, ape_prompt, propose_ape
 from engine.blackbox import BlackBox
@@ -31,50 +29,6 @@ class Demo:
 
 
 DEMOS = [Demo(f"in{i}", (f"out{i}",)) for i in range(5)]
-FORWARD = "I gave a friend an instruction"
-
-
-class FakeEndpoint:
-    """Answers a proposal (a prompt holding the forward template) with ``propose(body)``, anything else with
-    ``answer``; records every request body."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-        self.answer = "elephant"
-        self.propose = lambda body: f" write the answer number {body.get('seed')}.\nInput: echo"
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                with fake.lock:
-                    fake.requests.append({"path": self.path, "body": body})
-                prompt = json.dumps(body.get("messages") or body.get("prompt"))
-                text = fake.propose(body) if FORWARD in prompt else fake.answer
-                key = "message" if self.path.endswith("/chat/completions") else "text"
-                choice = {"message": {"role": "assistant", "content": text}} if key == "message" else {"text": text}
-                data = json.dumps({"choices": [choice], "usage": {"prompt_tokens": 10, "completion_tokens": 3}})
-                raw = data.encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def proposals(self) -> list[dict[str, Any]]:
-        return [r["body"] for r in self.requests if FORWARD in json.dumps(r["body"])]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture()

@@ -73,3 +73,75 @@ def test_bad_toml_and_unknown_endpoint(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(tmp_path / "none.toml", environ={}).endpoint("nowhere")
     assert "unknown endpoint 'nowhere'" in str(err.value) and "embedded" in str(err.value)
+
+
+# -- "auto": the embedded profiles' model ------------------------------------------------------------------------
+# An embedded profile's model defaults to "auto", which the config turns into a concrete catalog name when it is
+# validated (so a run records the model it really used): the default black box when its file is on this machine,
+# else the bundled SmolLM2. These tests fake a pulled model with a sparse file of the catalog size (the catalog
+# trusts the size; hashing is the pull's job), so nothing large is written.
+
+
+def _models_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    monkeypatch.setenv("IZ_MODELS", str(folder))
+    return folder
+
+
+def _fake_pulled(folder: Path, name: str, size: int | None = None) -> Path:
+    from engine.models import catalog
+
+    entry = catalog.get(name)
+    target = folder / entry.file
+    with target.open("wb") as fh:
+        fh.truncate(entry.bytes if size is None else size)
+    return target
+
+
+def test_auto_is_the_bundled_model_when_nothing_is_pulled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.config import EndpointProfile
+    from engine.models import catalog
+
+    _models_folder(tmp_path, monkeypatch)
+    assert EndpointProfile().model == "auto"  # the field's default, before a Config resolves it
+    cfg = load_config(tmp_path / "none.toml", environ={})
+    assert cfg.endpoints[EMBEDDED].model == catalog.BUNDLED_DEFAULT == "smollm2-135m"
+    assert cfg.endpoint()[1].model == "smollm2-135m"
+    assert catalog.DEFAULT_BLACKBOX != catalog.BUNDLED_DEFAULT  # else the next test would prove nothing
+
+
+def test_auto_is_the_default_black_box_once_it_is_pulled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.models import catalog
+
+    folder = _models_folder(tmp_path, monkeypatch)
+    f = tmp_path / "c.toml"
+    f.write_text('[endpoints.judge]\nbase_url = "embedded"\n'  # model omitted: "auto"
+                 '[endpoints.local]\nbase_url = "http://127.0.0.1:8080/v1"\nmodel = "auto"\n')
+    target = _fake_pulled(folder, catalog.DEFAULT_BLACKBOX)
+    cfg = load_config(f, environ={})
+    assert cfg.endpoints[EMBEDDED].model == catalog.DEFAULT_BLACKBOX == "qwen2.5-coder-1.5b"
+    assert cfg.endpoints["judge"].model == catalog.DEFAULT_BLACKBOX  # every embedded profile, not just the default
+    assert cfg.endpoints["local"].model == "auto"  # a remote endpoint's model is sent as written
+    # A file cut short (a copy that stopped early) is not the model: back to the bundled one.
+    with target.open("r+b") as fh:
+        fh.truncate(catalog.get(catalog.DEFAULT_BLACKBOX).bytes - 1)
+    assert load_config(f, environ={}).endpoints[EMBEDDED].model == catalog.BUNDLED_DEFAULT
+
+
+def test_an_explicit_embedded_model_is_kept_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.models import catalog
+
+    folder = _models_folder(tmp_path, monkeypatch)
+    _fake_pulled(folder, catalog.DEFAULT_BLACKBOX)  # "auto" would become this: an explicit name must not
+    f = tmp_path / "c.toml"
+    f.write_text('[endpoints.embedded]\nmodel = "qwen2.5-coder-0.5b"\n'  # a catalog name that is not pulled
+                 '[endpoints.small]\nmodel = "SmolLM2-135M-Instruct"\n'  # an alias, in another case
+                 '[endpoints.file]\nmodel = "/models/mine.gguf"\n')
+    cfg = load_config(f, environ={})
+    assert cfg.endpoints[EMBEDDED].model == "qwen2.5-coder-0.5b"
+    assert cfg.endpoints["small"].model == "SmolLM2-135M-Instruct"
+    assert cfg.endpoints["file"].model == "/models/mine.gguf"
+    assert all(p.embedded for p in cfg.endpoints.values())
+    # The same folder with "auto" gives the pulled default, so keeping the names above was the config's choice.
+    assert load_config(tmp_path / "none.toml", environ={}).endpoints[EMBEDDED].model == catalog.DEFAULT_BLACKBOX

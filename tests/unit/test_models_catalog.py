@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from unit_fakes import fake_pull
 
 from engine import paths
 from engine.models import catalog
@@ -24,14 +25,6 @@ def models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-def _fake_pull(name: str) -> Path:
-    """A sparse file of the catalog size under the pulled name (instant, takes no disk)."""
-    entry = catalog.get(name)
-    target = catalog.pulled_file(entry)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("wb") as fh:
-        fh.truncate(entry.bytes)
-    return target
 
 
 def test_the_catalog_entries() -> None:
@@ -91,7 +84,7 @@ def test_local_path_and_status(models: Path) -> None:
     assert catalog.status(entry) == "partial 25%"
     (models / entry.file).write_bytes(b"cut short")  # the wrong size does not count as pulled
     assert catalog.local_path(entry) is None
-    target = _fake_pull(entry.name)
+    target = fake_pull(entry.name)
     assert catalog.local_path(entry) == target and catalog.status(entry) == "pulled"
     assert catalog.status(catalog.get("smollm2-135m")) == "bundled"
 
@@ -101,7 +94,7 @@ def test_model_path_names_the_pull_command(models: Path) -> None:
         catalog.model_path("qwen2.5-coder-1.5b")
     assert err.value.problem == "model qwen2.5-coder-1.5b is not pulled yet"
     assert err.value.fix == "run `iz models pull qwen2.5-coder-1.5b`"
-    target = _fake_pull("qwen2.5-coder-1.5b")
+    target = fake_pull("qwen2.5-coder-1.5b")
     assert catalog.model_path("QWEN2.5-CODER-1.5B") == target
 
 
@@ -114,7 +107,7 @@ def test_resolve(models: Path) -> None:
     assert bundled is not None and bundled.endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
     with pytest.raises(ModelError, match="not pulled yet"):
         catalog.resolve("qwen2.5-coder-0.5b")
-    target = _fake_pull("qwen2.5-coder-0.5b")
+    target = fake_pull("qwen2.5-coder-0.5b")
     assert catalog.resolve("qwen2.5-coder-0.5b") == str(target)
 
 
@@ -122,7 +115,7 @@ def test_effective_default_falls_back_to_the_bundled_model(models: Path) -> None
     assert catalog.DEFAULT_GENERATOR in CATALOG and catalog.DEFAULT_BLACKBOX in CATALOG
     assert catalog.effective_default("generator") == "smollm2-135m"
     assert catalog.effective_default("blackbox") == "smollm2-135m"
-    _fake_pull(catalog.DEFAULT_GENERATOR)
+    fake_pull(catalog.DEFAULT_GENERATOR)
     assert catalog.effective_default("generator") == catalog.DEFAULT_GENERATOR
     with pytest.raises(ValueError):
         catalog.effective_default("judge")

@@ -1,0 +1,81 @@
+"""Stand-ins shared by the fast unit tests: a loopback OpenAI-compatible endpoint and an instant "pull".
+
+Fakes are for unit tests of one piece; the integration tests run the same paths against the real llama.cpp
+server and real model files.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from engine.models import catalog
+
+#: The words that mark an APE proposal request (the paper's forward template).
+FORWARD = "I gave a friend an instruction"
+
+
+class FakeEndpoint:
+    """A stdlib HTTP server on 127.0.0.1 speaking chat and completions: a proposal (a prompt holding the
+    forward template) is answered with ``propose(body)``, anything else with ``answer``; every request body is
+    recorded, so tests check what went over the wire."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.answer = "elephant"
+        self.propose: Callable[[dict[str, Any]], str] = (
+            lambda body: f" write the answer number {body.get('seed')}.\nInput: echo")
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                with fake.lock:
+                    fake.requests.append({"path": self.path, "body": body})
+                prompt = json.dumps(body.get("messages") or body.get("prompt"))
+                text = fake.propose(body) if FORWARD in prompt else fake.answer
+                chat = self.path.endswith("/chat/completions")
+                choice = {"message": {"role": "assistant", "content": text}} if chat else {"text": text}
+                raw = json.dumps({"choices": [choice], "usage": {"prompt_tokens": 10, "completion_tokens": 3}})
+                data = raw.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+
+    def proposals(self) -> list[dict[str, Any]]:
+        """The bodies of the APE proposal requests."""
+        return [r["body"] for r in self.requests if FORWARD in json.dumps(r["body"])]
+
+    def asking(self, instruction: str) -> int:
+        """How many requests carried ``instruction`` in their prompt."""
+        return sum(instruction in json.dumps(r["body"].get("messages") or r["body"].get("prompt"))
+                   for r in self.requests)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def fake_pull(name: str) -> Path:
+    """A sparse file of the catalog size under the pulled name (instant, takes no disk): "pulled" as far as the
+    catalog's size check goes, never loadable."""
+    entry = catalog.get(name)
+    target = catalog.pulled_file(entry)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("wb") as fh:
+        fh.truncate(entry.bytes)
+    return target
