@@ -103,6 +103,7 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="catalog name or path (default: the bundled SmolLM2)")
     ap.add_argument("--backend", default="auto", choices=["auto", "llama_cpp", "transformers"])
     ap.add_argument("--system", default=None, help="system_prompt knob (chat models)")
+    ap.add_argument("--style", default="paper", choices=["paper", "plain"], help="prompt_style knob")
     ap.add_argument("--n", type=int, default=50, help="random z per task")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--scale", type=float, default=None, help="soft_scale (default: the Generator's)")
@@ -119,6 +120,7 @@ def main() -> None:
     knobs: dict[str, object] = {} if args.scale is None else {"soft_scale": args.scale}
     if args.system:
         knobs["system_prompt"] = args.system
+    knobs["prompt_style"] = args.style
     model = catalog.resolve(args.model) if args.model else None
     gen = make_generator(model, batch_size=args.batch_size, backend=args.backend, soft_position=args.position,
                          **knobs)

@@ -205,7 +205,7 @@ def _answer_of(demo: Any) -> str:
     return str(answers[0]) if len(answers) else ""
 
 
-def build_prompt_text(demos: Sequence[Demo]) -> str:
+def build_prompt_text(demos: Sequence[Demo], style: str = "paper") -> str:
     """The user turn: the paper's framing ("I gave a friend an instruction and five inputs ..."), demo count adapted.
 
     It ends with "The instruction was to", as in the paper; the model's answer is then prefilled with the same
@@ -214,6 +214,10 @@ def build_prompt_text(demos: Sequence[Demo]) -> str:
     """
     n = len(demos)
     pairs = "\n\n".join(f"Input: {d.input}\nOutput: {_answer_of(d)}" for d in demos)
+    if style == "plain":
+        # Fewer words to echo back ("Give a friend an instruction and five inputs."), which the Qwen models do.
+        head = "A person followed one short instruction to write each output below from its input."
+        return f"{head}\n\n{pairs}\n\n{ANSWER_PREFIX}"
     if n == 1:
         head = (
             "I gave a friend an instruction and one input. The friend read the instruction and wrote an output "
@@ -353,9 +357,11 @@ class Generator:
       model's loops ("The instruction was to "The instruction was to ..."). 0 turns it off.
     * ``prefix_cache``: reuse the keys/values of the prompt part before the soft tokens (same for every z).
     * ``dtype`` (transformers backend): ``auto`` is float32 on the CPU, half precision on a GPU.
-    * ``system_prompt``: a system turn for chat models (None = the template's default). Coder models read
-      input/output pairs as a programming task ("Create a function that ..."); a system turn asking for plain
-      instructions for a person steers them back (numbers in BENCHMARKS.md).
+    * ``prompt_style``: ``paper`` (the paper's "I gave a friend an instruction and five inputs ...") or
+      ``plain`` (one short sentence before the pairs). Kept for experiments: on Qwen2.5-Coder-1.5B ``plain``
+      gave fewer distinct instructions (the model echoes whichever framing it gets; BENCHMARKS.md).
+    * ``system_prompt``: a system turn for chat models (None = the template's default). Kept for experiments:
+      APE's system turn made Qwen2.5-Coder-1.5B write "Write an output for every input." for most z.
     """
 
     def __init__(
@@ -372,6 +378,7 @@ class Generator:
         prefix_cache: bool = True,
         system_prompt: str | None = None,
         dtype: str = "auto",
+        prompt_style: str = "paper",
     ) -> None:
         if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
             raise GeneratorError(f"Unknown generator device {device!r}.", "Use auto, cpu or cuda.")
@@ -396,6 +403,9 @@ class Generator:
         if dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise GeneratorError(f"Unknown generator dtype {dtype!r}.", "Use auto, float32, bfloat16 or float16.")
         self.dtype = dtype
+        if prompt_style not in ("paper", "plain"):
+            raise GeneratorError(f"Unknown prompt style {prompt_style!r}.", "Use paper or plain.")
+        self.prompt_style = prompt_style
         self._lock = threading.RLock()
         self._model: Any = None
         self._tokenizer: Any = None
@@ -538,7 +548,7 @@ class Generator:
     def _prompt_pieces(self, demos: Sequence[Demo]) -> tuple[list[int], list[int]]:
         """Token ids before and after the place the soft tokens go, through the model's chat template."""
         tok = self.tokenizer
-        body = build_prompt_text(demos)
+        body = build_prompt_text(demos, self.prompt_style)
         marker = "\u0000SOFT\u0000"
         pos = self.soft_position
         if pos == "user":

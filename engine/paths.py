@@ -40,8 +40,11 @@ def builtin_tasks_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    """Derived data that can be rebuilt at any time (dequantised embedding matrices)."""
-    return home() / "cache"
+    """Derived data that can be rebuilt at any time (dequantised embedding matrices, converted tokenizers):
+    ``$IZ_CACHE``, else ``cache/`` in the data folder. Its own override so that throwaway homes (tests,
+    benchmarks) can share the one cache instead of rebuilding a GB per model each time."""
+    env = os.environ.get("IZ_CACHE")
+    return Path(env).expanduser() if env else home() / "cache"
 
 
 def logs_dir() -> Path:

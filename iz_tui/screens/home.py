@@ -1,7 +1,8 @@
 """Home: pick a task, a method, an endpoint and a budget, then start a run.
 
 Budget presets exist because the paper's setting (150 evaluations of 20 dev examples) takes a long time on a
-laptop CPU; "quick" is a first try that finishes in about a minute, "paper" reproduces the published setting.
+laptop CPU; "quick" is a first try (about a minute on the bundled 135M pair, two to three with the default Qwen
+pair on 2 cores), "paper" reproduces the published setting.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ PRESETS: dict[str, Budget] = {
     "paper": Budget(150, 25, 25, 20, 100),
 }
 PRESET_LABELS = {
-    "quick": "quick: 10 evals (~1 min)",
+    "quick": "quick: 10 evals (1-3 min)",
     "paper": "paper: 150 evals (25+5×25)",
     "custom": "custom",
 }

@@ -21,6 +21,9 @@ pytestmark = pytest.mark.integration
 
 #: Read at import, before the per-test sandbox points IZ_HOME (and so the models folder) at a temporary folder.
 USER_MODELS = Path(os.environ.get("IZ_MODELS") or paths.models_dir())
+#: The generator's cache (the dequantised embedding matrix, the converted tokenizer) is derived from the file
+#: alone; sharing the user's saves rebuilding half a GB on every run of the suite.
+USER_CACHE = Path(os.environ.get("IZ_CACHE") or paths.cache_dir())
 QWEN = "qwen2.5-coder-0.5b"
 
 
@@ -30,6 +33,7 @@ def qwen_models(monkeypatch: pytest.MonkeyPatch) -> Path:
     if not (USER_MODELS / entry.file).is_file():
         pytest.skip(f"{QWEN} is not pulled into {USER_MODELS}: run `iz models pull {QWEN}` (the test set-up does)")
     monkeypatch.setenv("IZ_MODELS", str(USER_MODELS))
+    monkeypatch.setenv("IZ_CACHE", str(USER_CACHE))
     return USER_MODELS
 
 

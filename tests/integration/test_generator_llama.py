@@ -50,6 +50,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def gen(home: Path) -> LlamaCppGenerator:
     mp = pytest.MonkeyPatch()
     mp.setenv("IZ_HOME", str(home))
+    mp.delenv("IZ_CACHE", raising=False)  # this module's own cache, so the first-load path really runs
     try:
         g = make_generator(str(default_model_path()), "cpu", 24, N_Z, backend="llama_cpp")
         assert isinstance(g, LlamaCppGenerator)
@@ -120,7 +121,9 @@ def test_sampling_is_seeded(gen: LlamaCppGenerator) -> None:
 def test_the_cache_is_written_once_and_keyed_by_the_file(gen: LlamaCppGenerator, home: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IZ_HOME", str(home))
+    monkeypatch.delenv("IZ_CACHE", raising=False)
     cache = paths.cache_dir()
+    assert cache == home / "cache"
     names = sorted(p.name for p in cache.iterdir())
     base = LlamaCppGenerator._cache_base(default_model_path())
     assert f"{base}.npy" in names and f"{base}.json" in names and f"{base}-tokenizer" in names, names
