@@ -7,6 +7,8 @@ the held-out test split. Methods:
 - ``instructzero``: soft prompts -> local generator -> instructions, chosen by BO with the instruction-coupled
   kernel (the paper's method);
 - ``iz_matern``: the same with a plain Matern kernel on the soft prompts (ablation; not run by default);
+- ``iz_scale48``, ``iz_scale96``, ``random_scale96``: InstructZero / random with larger soft prompts (the run
+  setting ``soft_scale``; the Qwen generators ignore small ones, see BENCHMARKS.md);
 - ``random``: random soft prompts, the paper's "Uniform" baseline;
 - ``ape``: APE as the paper ran it (the black-box endpoint proposes instructions from the demos);
 - ``ape_local``: APE sampling the local generator (same model and prompt as InstructZero, no soft prompt);
@@ -102,12 +104,15 @@ GROUPS: dict[str, list[str]] = {
 VARIANTS: dict[str, dict[str, Any]] = {
     "instructzero": {"method": "instructzero"},
     "iz_matern": {"method": "instructzero", "kernel": "matern"},
+    "iz_scale48": {"method": "instructzero", "soft_scale": 48},
+    "iz_scale96": {"method": "instructzero", "soft_scale": 96},
+    "random_scale96": {"method": "random", "soft_scale": 96},
     "random": {"method": "random"},
     "ape": {"method": "ape"},
     "ape_local": {"method": "ape_local"},
     "manual": {"method": "manual"},
 }
-BASELINES = ("random", "ape", "ape_local", "iz_matern", "manual")
+BASELINES = ("random", "ape", "ape_local", "iz_matern", "manual", "random_scale96")
 DEFAULT_METHODS = ["instructzero", "random", "ape", "ape_local", "manual"]
 #: A mean test score within this of another counts as a tie (one example of 20 is 0.05).
 TIE = 0.02
@@ -159,7 +164,10 @@ def distinct_instructions(run_id: int) -> tuple[int, int]:
     return len({c["instruction"] for c in cands}), len(cands)
 
 
-async def run_all(cells: list[tuple[str, str, int]], settings: dict[str, Any], log: Any) -> list[dict[str, Any]]:
+async def run_all(cells: list[tuple[str, str, int]], settings: dict[str, Any], log: Any,
+                  partial: Path | None = None) -> list[dict[str, Any]]:
+    """Run every cell in one engine; after each run the rows so far go to ``partial`` (JSON lines), so a
+    benchmark stopped midway keeps what it measured."""
     from engine.client import EngineClient
     from engine.events import RunFailed
 
@@ -184,6 +192,9 @@ async def run_all(cells: list[tuple[str, str, int]], settings: dict[str, Any], l
             row = {"task": task, "method": method, "seed": seed, "wall_s": round(wall, 2),
                    "distinct": distinct, "candidates": n_cands, **s}
             rows.append(row)
+            if partial is not None:
+                with partial.open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(row, default=str) + "\n")
             print(f"[{i}/{len(cells)}] {task:<24} {method:<12} seed {seed}: test {s['test_score']} "
                   f"dev {s['dev_score']} evals {s['evaluations']} calls {s['calls']} distinct {distinct} "
                   f"({wall:.0f} s) {s['best_instruction']!r}", file=log, flush=True)
@@ -305,7 +316,15 @@ def main() -> None:
                     help="extra run settings for every run, e.g. kernel=matern (values read as JSON)")
     ap.add_argument("--home", help="IZ_HOME to use (default: a temporary folder)")
     ap.add_argument("--json", type=Path, help="where to write the JSON results")
+    ap.add_argument("--summarise", type=Path, metavar="PARTIAL",
+                    help="print the table of a stopped benchmark from its .partial.jsonl file, and exit")
     args = ap.parse_args()
+    if args.summarise:
+        rows = [json.loads(line) for line in args.summarise.read_text(encoding="utf-8").splitlines() if line]
+        methods = list(dict.fromkeys(r["method"] for r in rows))
+        tasks = list(dict.fromkeys(r["task"] for r in rows))
+        print(render(summarise(rows, methods, tasks), methods, tasks, f"{args.summarise} ({len(rows)} runs)"))
+        return
 
     if args.paper:
         args.budget, args.init, args.batch, args.dev, args.test = 150, 25, 25, 20, 100
@@ -351,7 +370,11 @@ def main() -> None:
     print(f"quality benchmark: {len(tasks)} tasks x {len(args.methods)} methods x {len(args.seeds)} seeds; "
           f"generator {gen_name or gen_path}, black box {blackbox}; settings {settings}", file=sys.stderr)
     t0 = time.perf_counter()
-    rows = asyncio.run(run_all(cells, settings, sys.stderr))
+    out = args.json or ROOT / "bench" / "results" / f"quality-{dt.date.today().isoformat()}-{args.group}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_suffix(".partial.jsonl")
+    partial.unlink(missing_ok=True)
+    rows = asyncio.run(run_all(cells, settings, sys.stderr, partial))
     wall = time.perf_counter() - t0
     # The engine and the llama.cpp server it started have exited and been waited for: the largest of them.
     peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -371,9 +394,8 @@ def main() -> None:
         "settings": settings, "methods": args.methods, "seeds": args.seeds, "tasks": tasks, "group": args.group,
         "wall_s": round(wall, 1), "peak_rss_mb": round(peak_rss_mb), "summary": summary, "runs": rows,
     }
-    out = args.json or ROOT / "bench" / "results" / f"quality-{dt.date.today().isoformat()}-{args.group}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
+    partial.unlink(missing_ok=True)
     print(f"\nJSON: {out}", file=sys.stderr)
 
 

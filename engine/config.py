@@ -105,6 +105,10 @@ class RunSettings(_Strict):
     intrinsic_dim: int = Field(default=10, ge=1, le=1024)
     n_soft_tokens: int = Field(default=5, ge=1, le=64)
     projection: Literal["uniform", "normal"] = "uniform"
+    soft_scale: float | None = Field(
+        default=None, gt=0, le=1000,
+        description="The soft tokens' size in embedding stds for this run; empty = the generator's setting.",
+    )
     n_init: int = Field(default=25, ge=1)
     n_iterations: int = Field(default=5, ge=0)
     batch_size: int = Field(default=25, ge=1)

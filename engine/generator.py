@@ -507,7 +507,8 @@ class Generator:
 
     # ---- the projection -------------------------------------------------------------------------------------
 
-    def projection(self, d: int, n_tokens: int, seed: int, kind: str = "uniform") -> torch.Tensor:
+    def projection(self, d: int, n_tokens: int, seed: int, kind: str = "uniform",
+                   scale: float | None = None) -> torch.Tensor:
         """The run's fixed random matrix ``A`` (shape ``[d, n_tokens * hidden_size]``, float32, CPU).
 
         ``soft = z @ A`` then reshapes to ``[n_tokens, hidden_size]``. Entries are drawn from a seeded CPU
@@ -527,6 +528,9 @@ class Generator:
         drown the prompt because the model normalises every token (RMSNorm) before attention: a big vector is
         not louder there, it only keeps its own random direction through the layers' residual updates, so
         different z stay distinguishable while the demos still shape the text. Hence the default 12.
+
+        ``scale`` overrides ``soft_scale`` for this matrix (a run's own setting, so one warm generator serves
+        runs with different scales).
         """
         if d < 1 or n_tokens < 1:
             raise ValueError("projection needs d >= 1 and n_tokens >= 1")
@@ -540,8 +544,8 @@ class Generator:
         else:
             raw = torch.randn(shape, generator=rng, dtype=torch.float32)
             entry_std = 1.0
-        scale = self.soft_scale * self.embed_std / (entry_std * math.sqrt(d / 3.0))
-        return raw * scale
+        factor = (self.soft_scale if scale is None else float(scale)) * self.embed_std
+        return raw * (factor / (entry_std * math.sqrt(d / 3.0)))
 
     # ---- prompts --------------------------------------------------------------------------------------------
 

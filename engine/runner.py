@@ -346,7 +346,9 @@ class Engine:
             n = min(room, s.n_init if iteration == 0 else s.batch_size)
             Z = await asyncio.to_thread(self._next_points, state, iteration, n)
             emit(Status(state.run_id, f"writing {n} instructions from soft prompts"))
-            proj = await asyncio.to_thread(gen.projection, s.intrinsic_dim, s.n_soft_tokens, s.seed, s.projection)
+            extra = {} if s.soft_scale is None else {"scale": s.soft_scale}
+            proj = await asyncio.to_thread(gen.projection, s.intrinsic_dim, s.n_soft_tokens, s.seed, s.projection,
+                                           **extra)
             texts = await asyncio.to_thread(gen.instructions, Z, demos, proj, s.n_soft_tokens)
             zs = [[float(v) for v in row] for row in Z.tolist()]
         with self.history.transaction():

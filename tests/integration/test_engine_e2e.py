@@ -89,7 +89,8 @@ def test_each_method_end_to_end(method: str, monkeypatch: pytest.MonkeyPatch, iz
     cands = open_history().candidates(run_id)
     if method in ("instructzero", "random"):
         assert all(len(c["z"]) == 10 for c in cands)
-        assert {c["iteration"] for c in cands} == {0, 1}  # initial design, then a BO (or random) batch
+        # The initial design, then BO (or random) batches: more than one when a batch repeats instructions.
+        assert {0, 1} <= {c["iteration"] for c in cands}
     else:
         assert all(c["z"] is None for c in cands)
     statuses = [e.message for e in seen if isinstance(e, Status)]
