@@ -189,8 +189,9 @@ async def run_all(cells: list[tuple[str, str, int]], settings: dict[str, Any], l
                 continue
             s = last.summary
             distinct, n_cands = distinct_instructions(run_id)
-            row = {"task": task, "method": method, "seed": seed, "wall_s": round(wall, 2),
-                   "distinct": distinct, "candidates": n_cands, **s}
+            # The variant's name last: the run summary has its own "method" (instructzero for iz_matern).
+            row = {**s, "engine_method": s.get("method"), "task": task, "method": method, "seed": seed,
+                   "wall_s": round(wall, 2), "distinct": distinct, "candidates": n_cands}
             rows.append(row)
             if partial is not None:
                 with partial.open("a", encoding="utf-8") as fh:
