@@ -146,11 +146,7 @@ class Config(_Strict):
         if EMBEDDED not in self.endpoints:
             self.endpoints[EMBEDDED] = EndpointProfile()
         for name, prof in list(self.endpoints.items()):
-            # "auto" becomes a concrete model here, so a run records which model it really used.
-            if prof.embedded and prof.model == "auto":
-                from engine.models.catalog import effective_default
-
-                self.endpoints[name] = prof.model_copy(update={"model": effective_default("blackbox")})
+            self.endpoints[name] = _concrete_model(prof)
         if self.default_endpoint not in self.endpoints:
             known = ", ".join(sorted(self.endpoints))
             raise ValueError(f"a profile defined under [endpoints] ({known}), not {self.default_endpoint!r}")
@@ -171,12 +167,18 @@ class Config(_Strict):
                 f"{paths.config_file()}",
             )
         if model:
-            if prof.embedded and model == "auto":  # as in the file: the default model, resolved now
-                from engine.models.catalog import effective_default
-
-                model = effective_default("blackbox")
-            prof = prof.model_copy(update={"model": model})
+            prof = _concrete_model(prof.model_copy(update={"model": model}))
         return name, prof
+
+
+def _concrete_model(prof: EndpointProfile) -> EndpointProfile:
+    """An embedded profile's model "auto" made concrete (the default black box when pulled, else the bundled
+    model), so a run records which model it really used; any other profile as it is."""
+    if not (prof.embedded and prof.model == "auto"):
+        return prof
+    from engine.models.catalog import effective_default
+
+    return prof.model_copy(update={"model": effective_default("blackbox")})
 
 
 def _env_overrides(environ: dict[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
