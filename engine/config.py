@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -98,10 +99,23 @@ class EndpointProfile(_Strict):
         return self.model_dump()
 
 
+Method = Literal["instructzero", "random", "ape", "ape_local", "manual"]
+#: Every method a run can use, in the order front ends list them; derived from :class:`RunSettings`' field type.
+METHODS: tuple[str, ...] = get_args(Method)
+#: One line per method, for pickers and ``--help``.
+METHOD_HELP: dict[str, str] = {
+    "instructzero": "soft prompts → local model → instructions, tuned by Bayesian optimisation",
+    "random": "baseline: random soft prompts through the same local model (the paper's Uniform)",
+    "ape": "baseline: the endpoint proposes instructions from the demos (APE, as in the paper)",
+    "ape_local": "baseline: instructions sampled from the local model, no soft prompt (APE, local)",
+    "manual": "score instructions you write yourself (one a line)",
+}
+
+
 class RunSettings(_Strict):
     """Defaults for a run; every one of them can be changed per run."""
 
-    method: Literal["instructzero", "random", "ape", "ape_local", "manual"] = "instructzero"
+    method: Method = "instructzero"
     intrinsic_dim: int = Field(default=10, ge=1, le=1024)
     n_soft_tokens: int = Field(default=5, ge=1, le=64)
     projection: Literal["uniform", "normal"] = "uniform"
@@ -133,6 +147,25 @@ class RunSettings(_Strict):
         if self.budget_evaluations is not None:
             return self.budget_evaluations
         return self.n_init + self.n_iterations * self.batch_size
+
+    @staticmethod
+    def iterations_for(evaluations: int, n_init: int, batch_size: int) -> int:
+        """BO iterations needed to spend ``evaluations`` after ``n_init`` Sobol points (the last batch may be cut)."""
+        rest = max(evaluations - n_init, 0)
+        return -(-rest // batch_size) if batch_size else 0
+
+    def with_overrides(self, overrides: Mapping[str, Any] | None) -> RunSettings:
+        """These settings (the configured defaults) with a run's own values on top, validated as one.
+
+        The one place a run's settings are merged: the engine calls it for every front end, so a value left out
+        of a request always means the configured default."""
+        if not overrides:
+            return self
+        try:
+            return RunSettings.model_validate({**self.model_dump(), **overrides})
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"invalid run settings: {problems}", "check the values passed to the run") from None
 
 
 class Config(_Strict):

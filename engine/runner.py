@@ -15,7 +15,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +39,6 @@ from engine.tasks import Example, Splits, Task, load_task, make_splits
 log = logging.getLogger(__name__)
 
 Emit = Callable[[Event], None]
-METHODS = ("instructzero", "random", "ape", "ape_local", "manual")
 
 
 def _noop(_: Event) -> None:
@@ -178,14 +177,18 @@ class Engine:
     def create_run(
         self,
         task_name: str,
-        settings: RunSettings | None = None,
+        settings: RunSettings | Mapping[str, Any] | None = None,
         *,
         endpoint: str | None = None,
         model: str | None = None,
         instructions: Sequence[str] = (),
     ) -> int:
-        """Validate everything that can be checked cheaply, then record the run. Returns its id."""
-        settings = settings or self.config.run
+        """Validate everything that can be checked cheaply, then record the run. Returns its id.
+
+        ``settings`` is complete :class:`RunSettings`, or only the values that differ from the configured defaults
+        (what a front end sends); the merge happens here and nowhere else."""
+        if not isinstance(settings, RunSettings):
+            settings = self.config.run.with_overrides(settings)
         task = load_task(task_name)
         make_splits(task, n_demos=settings.n_demos, n_dev=settings.n_dev, n_test=settings.n_test, seed=settings.seed)
         name, profile = self.config.endpoint(endpoint, model)
@@ -200,7 +203,7 @@ class Engine:
     async def run(
         self,
         task_name: str,
-        settings: RunSettings | None = None,
+        settings: RunSettings | Mapping[str, Any] | None = None,
         *,
         endpoint: str | None = None,
         model: str | None = None,
@@ -541,4 +544,4 @@ class Engine:
         return results
 
 
-__all__ = ["METHODS", "Engine"]
+__all__ = ["Engine"]

@@ -17,7 +17,7 @@ import sys
 from typing import Any, BinaryIO
 
 from engine import protocol
-from engine.config import RunSettings, load_config
+from engine.config import load_config
 from engine.errors import IZError
 from engine.events import Event
 
@@ -93,13 +93,7 @@ class EngineServer:
         model: str | None = None,
         instructions: list[str] | None = None,
     ) -> dict[str, Any]:
-        cfg = self.engine.config
-        merged = {**cfg.run.model_dump(), **(settings or {})}
-        try:
-            run_settings = RunSettings.model_validate(merged)
-        except Exception as exc:
-            raise IZError(f"invalid run settings: {exc}", "check the values passed to the run") from None
-        run_id = self.engine.create_run(task, run_settings, endpoint=endpoint, model=model,
+        run_id = self.engine.create_run(task, settings, endpoint=endpoint, model=model,
                                         instructions=instructions or [])
         self._spawn(run_id, resumed=False)
         return {"run_id": run_id}

@@ -15,10 +15,10 @@ from unit_fakes import FORWARD, FakeEndpoint  # noqa: F401
 
 from engine.ape import APE_MAX_TOKENS, APE_SYSTEM, ape_demo_sets, ape_prompt, propose_ape
 from engine.blackbox import BlackBox
-from engine.config import Config, EndpointProfile, RunSettings
+from engine.config import METHODS, Config, EndpointProfile, RunSettings
 from engine.events import CandidateScored, Status
 from engine.generator import PLACEHOLDER_INSTRUCTION
-from engine.runner import METHODS, Engine
+from engine.runner import Engine
 from engine.store import open_history
 
 
