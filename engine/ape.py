@@ -13,10 +13,11 @@ Why it is shaped this way:
   twice while the next iteration (another seed) gets fresh samples.
 - A chat endpoint gets the forward prompt as the user turn, ending with "Complete the sentence: The instruction
   was to", and a system message asking for the completion only; a completions endpoint gets the raw prompt ending
-  with "The instruction was to", as in APE. Either way the answer is cleaned by the generator's own
-  :func:`~engine.generator.clean_instruction`, so both APE variants and InstructZero read instructions alike.
-- The prompt text and the cleaning live in :mod:`engine.generator`, which imports torch: they are imported inside
-  the functions, since only the engine process proposes.
+  with "The instruction was to", as in APE (:func:`~engine.prompts.ape_prompt`). Either way the answer is cleaned
+  by the generator's own :func:`~engine.prompts.clean_instruction`, so both APE variants and InstructZero read
+  instructions alike.
+- The prompt text and the cleaning live in :mod:`engine.prompts`, pure text shared with the generator backends;
+  this module adds only what is APE's own: the per-sample demo orders and seeds, and the requests.
 """
 
 from __future__ import annotations
@@ -27,20 +28,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import IZError
+from engine.prompts import APE_SYSTEM, PLACEHOLDER_INSTRUCTION, ape_prompt, clean_instruction
 
 if TYPE_CHECKING:
     from engine.blackbox.client import BlackBox, Completion
 
-__all__ = ["APE_MAX_TOKENS", "APE_SYSTEM", "ape_demo_sets", "ape_prompt", "propose_ape", "sample_seed"]
+__all__ = ["APE_MAX_TOKENS", "ape_demo_sets", "propose_ape", "sample_seed"]
 
-#: The words the proposer continues (the paper's and APE's wording).
-ANSWER_PREFIX = "The instruction was to"
-#: How a chat endpoint is asked to continue the forward prompt.
-CHAT_TAIL = f"Complete the sentence: {ANSWER_PREFIX}"
-APE_SYSTEM = (
-    "You infer the instruction behind input-output pairs. Reply with only the words that complete the user's last "
-    "sentence: one short imperative instruction, nothing else."
-)
 #: Room for one sentence: APE generated at most 50 tokens per instruction.
 APE_MAX_TOKENS = 64
 
@@ -74,19 +68,6 @@ def ape_demo_sets(
     return out
 
 
-def ape_prompt(demos: Sequence[Any], api: str) -> str:
-    """The forward prompt for ``api`` (``"chat"`` or ``"completions"``), built by the generator's prompt text."""
-    from engine.generator import build_prompt_text
-
-    text = build_prompt_text(demos)
-    if api != "chat":
-        return text  # ends with "The instruction was to": the model continues it
-    head = text.rstrip()
-    if head.endswith(ANSWER_PREFIX):
-        head = head[: -len(ANSWER_PREFIX)].rstrip()
-    return f"{head}\n\n{CHAT_TAIL}"
-
-
 async def propose_ape(
     bb: BlackBox,
     demos: Sequence[Any],
@@ -108,8 +89,6 @@ async def propose_ape(
     can count the calls paid and the tokens. If one request fails for good, the others are cancelled and the
     error is raised; the cache keeps what was already paid for.
     """
-    from engine.generator import PLACEHOLDER_INSTRUCTION, clean_instruction
-
     if n < 1:
         return []
     if not demos:

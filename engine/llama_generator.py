@@ -8,7 +8,7 @@ embeddings exactly as with ``inputs_embeds`` in transformers.
 What is shared with the transformers backend (by subclassing :class:`engine.generator.Generator`): the prompt
 (the model's chat template through the Hugging Face tokenizer read from the same GGUF, so token ids are the same),
 the place of the soft tokens, the projection and its scale (unit: the model's own token-embedding std), the
-cleaning of the output. What differs: the forward passes.
+cleaning of the output and the stop rule (both from :mod:`engine.prompts`). What differs: the forward passes.
 
 How a batch of soft prompts is decoded:
 
@@ -41,7 +41,8 @@ import numpy as np
 import torch
 
 from engine import paths
-from engine.generator import Demo, Generator, GeneratorError, _answer_of, _quiet_transformers
+from engine.generator import Generator, GeneratorError, _quiet_transformers
+from engine.prompts import Demo, demo_pairs, sort_vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -269,17 +270,10 @@ class LlamaCppGenerator(Generator):
         return tokenizer
 
     def _sort_vocabulary(self) -> None:
+        """The stop rule's token sets (:func:`engine.prompts.sort_vocabulary`), the same as the base class's."""
         tok = self._tokenizer
         texts = tok.batch_decode([[i] for i in range(len(tok))])
-        for token_id, text in enumerate(texts):
-            if "\n" in text or text.rstrip().endswith((".", "!", "?")):
-                self._stop_ids.add(token_id)
-            if any(ch.isalnum() for ch in text):
-                self._content_ids.add(token_id)
-        for special in (tok.eos_token_id, tok.pad_token_id):
-            if special is not None:
-                self._stop_ids.add(int(special))
-                self._content_ids.discard(int(special))
+        self._stop_ids, self._content_ids = sort_vocabulary(texts, (tok.eos_token_id, tok.pad_token_id))
 
     # ---- sizes ----------------------------------------------------------------------------------------------
     @property
@@ -417,7 +411,7 @@ class LlamaCppGenerator(Generator):
                 logits[generated[i + n - 1]] = -np.inf
 
     def _pieces(self, demos: Sequence[Demo]) -> tuple[Any, list[int], np.ndarray]:
-        key = (self.soft_position, tuple((d.input, _answer_of(d)) for d in demos))
+        key = (self.soft_position, demo_pairs(demos))
         before_ids, after_ids = self._prompt_pieces(demos)
         assert self._embed is not None
         after = np.asarray(self._embed[after_ids], dtype=np.float32)

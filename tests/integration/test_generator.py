@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from engine.errors import IZError  # noqa: E402
-from engine.generator import Generator, GeneratorError, clean_instruction, default_model_path  # noqa: E402
+from engine.generator import Generator, GeneratorError, default_model_path  # noqa: E402
 from engine.tasks import Example  # noqa: E402
 
 pytestmark = [
@@ -127,16 +127,6 @@ def test_sample_is_varied_and_seeded(gen: Generator) -> None:
     assert len(set(first)) >= 2, first
     assert all(t.strip() and "input:" not in t.lower() for t in first)
     assert gen.sample(DEMOS, 4, temperature=1.0, seed=6) != first
-
-
-def test_clean_instruction_rules() -> None:
-    assert (
-        clean_instruction(" write the larger of the two animals.\nInput: cat")
-        == "Write the larger of the two animals."
-    )
-    assert clean_instruction('to "name the bigger animal" Output: dog') == "Name the bigger animal."
-    assert clean_instruction("The instructions were to pick one. Then more.") == "Pick one."
-    assert clean_instruction("\n\n  \n") == ""
 
 
 def test_missing_model_path_is_a_clear_error(tmp_path: Path) -> None:

@@ -1,0 +1,289 @@
+"""The generator's words: the induction prompt around the demos, and the cleaning of what comes back.
+
+Why this is a module of its own: everything here is pure text (standard library only, no torch, no transformers,
+no model), so the rules that decide what a run's instructions look like can be unit-tested in milliseconds, and
+one definition serves every place that writes or reads an instruction:
+
+* the transformers backend (:class:`engine.generator.Generator`) and the llama.cpp backend
+  (:class:`engine.llama_generator.LlamaCppGenerator`) tokenise the same prompt text, split at the same soft-token
+  slot, stop decoding by the same rule and clean the output alike, so the two backends stay interchangeable;
+* APE (:mod:`engine.ape`) sends the same framing to an endpoint and cleans the answers with the same rules, so
+  both methods' instructions read alike and compare fairly. APE imports this module without paying for torch.
+
+The prompt, through the model's chat template (SmolLM2 shown; ``<soft>`` marks the default slot of the soft
+tokens, ``"tail"``, chosen by measurement, see :class:`engine.generator.Generator`)::
+
+    <|im_start|>system ...<|im_end|>
+    <|im_start|>user
+    I gave a friend an instruction and five inputs. The friend read the instruction and wrote an output for
+    every one of the inputs. Here are the input-output pairs:
+
+    Input: cat, elephant
+    Output: elephant
+    ...
+
+    <soft>The instruction was to<|im_end|>
+    <|im_start|>assistant
+    The instruction was to
+
+and the model continues the answer: " write the larger of the two animals." -> "Write the larger of the two
+animals." (:func:`clean_instruction`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal, Protocol
+
+__all__ = [
+    "ANSWER_PREFIX",
+    "APE_SYSTEM",
+    "CHAT_TAIL",
+    "PLACEHOLDER_INSTRUCTION",
+    "PROMPT_STYLES",
+    "SOFT_POSITIONS",
+    "ChatTemplate",
+    "Demo",
+    "PromptStyle",
+    "SoftPosition",
+    "ape_prompt",
+    "build_prompt_text",
+    "clean_instruction",
+    "demo_pairs",
+    "sort_vocabulary",
+    "split_at_soft_slot",
+]
+
+#: The text the model continues. Kept as the paper's wording so instructions read as "... was to <verb> ...".
+ANSWER_PREFIX = "The instruction was to"
+
+#: Returned (and logged) when the model wrote nothing usable, so a run never stores an empty instruction.
+PLACEHOLDER_INSTRUCTION = "Give the output for the input."
+
+#: How a chat endpoint is asked to continue the forward prompt (APE): chat models answer a question rather than
+#: continue the user's text, so the last line asks for the completion outright.
+CHAT_TAIL = f"Complete the sentence: {ANSWER_PREFIX}"
+
+#: APE's system turn for a chat endpoint: the completion only, no preamble for the cleaner to cut away.
+APE_SYSTEM = (
+    "You infer the instruction behind input-output pairs. Reply with only the words that complete the user's last "
+    "sentence: one short imperative instruction, nothing else."
+)
+
+#: Where the soft tokens go (see :class:`engine.generator.Generator` for the measurements behind the default).
+SoftPosition = Literal["start", "user", "pairs", "tail", "answer"]
+SOFT_POSITIONS: tuple[SoftPosition, ...] = ("start", "user", "pairs", "tail", "answer")
+
+#: The framing before the demos: the paper's ("I gave a friend ...") or one short sentence (kept for experiments).
+PromptStyle = Literal["paper", "plain"]
+PROMPT_STYLES: tuple[PromptStyle, ...] = ("paper", "plain")
+
+#: Renders chat messages to the text of a prompt that ends with the assistant's turn opened (a tokenizer's
+#: ``apply_chat_template(messages, tokenize=False, add_generation_prompt=True)``).
+ChatTemplate = Callable[[list[dict[str, str]]], str]
+
+#: Stands for the soft tokens while the prompt is text; no tokenizer or template produces it on its own.
+_SOFT_MARKER = "\u0000SOFT\u0000"
+
+_NUMBER_WORDS = [
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+    "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty",
+]
+
+
+class Demo(Protocol):
+    """What a demo needs (``engine.tasks.Example`` fits): an input and one or more right answers."""
+
+    input: str
+    answers: Sequence[str]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Building the prompt
+
+
+def _count_word(n: int) -> str:
+    """The paper writes "five inputs"; past twenty a digit reads better than a long number word."""
+    return _NUMBER_WORDS[n] if 0 <= n < len(_NUMBER_WORDS) else str(n)
+
+
+def _answer_of(demo: Any) -> str:
+    """The answer a demo shows: the first of ``answers`` (the primary one), or ``output`` for objects without it."""
+    answers = getattr(demo, "answers", None)
+    if answers is None:
+        answers = getattr(demo, "output", "")
+    if isinstance(answers, str):
+        return answers
+    return str(answers[0]) if len(answers) else ""
+
+
+def demo_pairs(demos: Sequence[Demo]) -> tuple[tuple[str, str], ...]:
+    """The ``(input, shown answer)`` pairs the prompt shows, in order.
+
+    Exactly what the prompt text depends on, so the backends key their per-demo-set prompt caches on it: demos
+    that differ only in answers the prompt does not show share one cache entry.
+    """
+    return tuple((d.input, _answer_of(d)) for d in demos)
+
+
+def _framing(demos: Sequence[Demo], style: str) -> tuple[str, str]:
+    """(the sentence before the demos, the demos as text), the two parts the soft-token slots sit between."""
+    pairs = "\n\n".join(f"Input: {text}\nOutput: {answer}" for text, answer in demo_pairs(demos))
+    n = len(demos)
+    if style == "plain":
+        # Fewer words to echo back ("Give a friend an instruction and five inputs."), which the Qwen models do.
+        return "A person followed one short instruction to write each output below from its input.", pairs
+    if n == 1:
+        head = (
+            "I gave a friend an instruction and one input. The friend read the instruction and wrote an output "
+            "for the input. Here is the input-output pair:"
+        )
+    else:
+        head = (
+            f"I gave a friend an instruction and {_count_word(n)} inputs. The friend read the instruction and "
+            "wrote an output for every one of the inputs. Here are the input-output pairs:"
+        )
+    return head, pairs
+
+
+def build_prompt_text(demos: Sequence[Demo], style: str = "paper") -> str:
+    """The user turn: the paper's framing ("I gave a friend an instruction and five inputs ..."), demo count adapted.
+
+    It ends with "The instruction was to", as in the paper; the model's answer is then prefilled with the same
+    words (see :data:`ANSWER_PREFIX`), so the model continues the sentence with a verb phrase instead of chatting
+    about the question. ``style`` is one of :data:`PROMPT_STYLES`; anything but ``"plain"`` gets the paper's.
+    """
+    head, pairs = _framing(demos, style)
+    return f"{head}\n\n{pairs}\n\n{ANSWER_PREFIX}"
+
+
+def split_at_soft_slot(
+    demos: Sequence[Demo],
+    *,
+    soft_position: SoftPosition = "tail",
+    style: str = "paper",
+    chat_template: ChatTemplate | None = None,
+    system_prompt: str | None = None,
+) -> tuple[str, str]:
+    """The whole prompt text, split where the soft tokens go: ``(before, after)``.
+
+    The decoder embeds ``before``, then the soft tokens, then ``after``, and continues from the end of ``after``,
+    which is always :data:`ANSWER_PREFIX`. ``before + after`` is the same text for every position, so the place
+    of the soft tokens is the only thing ``soft_position`` changes:
+
+    * ``"start"``: before everything (``before`` is empty; the backend still puts a base model's BOS first);
+    * ``"user"``: at the start of the user turn, after any system turn the template writes;
+    * ``"pairs"``: right before the first demo, after the framing sentence;
+    * ``"tail"``: after the demos, right before the user turn's closing "The instruction was to";
+    * ``"answer"``: inside the assistant's turn, before the prefilled "The instruction was to" (without a chat
+      template there is no such turn, and this is the same as ``"tail"``).
+
+    With ``chat_template`` the user turn (and ``system_prompt``, if any) goes through it and the opened assistant
+    turn is prefilled with :data:`ANSWER_PREFIX`; without one (a base model) the framing itself ends with it.
+    """
+    if soft_position not in SOFT_POSITIONS:
+        raise ValueError(f"soft_position must be one of {', '.join(SOFT_POSITIONS)}, not {soft_position!r}")
+    head, pairs = _framing(demos, style)
+
+    def slot(*positions: str) -> str:
+        return _SOFT_MARKER if soft_position in positions else ""
+
+    in_tail = ("tail",) if chat_template else ("tail", "answer")
+    body = f"{slot('user')}{head}\n\n{slot('pairs')}{pairs}\n\n{slot(*in_tail)}{ANSWER_PREFIX}"
+    if chat_template is not None:
+        messages = [{"role": "user", "content": body}]
+        if system_prompt:
+            messages.insert(0, {"role": "system", "content": system_prompt})
+        text = chat_template(messages) + slot("answer") + ANSWER_PREFIX
+    else:
+        text = body
+    text = slot("start") + text
+    before, sep, after = text.partition(_SOFT_MARKER)
+    if not sep or _SOFT_MARKER in after:
+        raise ValueError("the chat template dropped or repeated the soft-token slot")
+    return before, after
+
+
+def ape_prompt(demos: Sequence[Demo], api: str) -> str:
+    """APE's forward prompt for ``api`` (``"chat"`` or ``"completions"``), the generator's framing.
+
+    A completions endpoint continues the raw text, which ends with "The instruction was to" (as in APE). A chat
+    endpoint gets the framing without those last words and a closing :data:`CHAT_TAIL` asking for the completion.
+    """
+    text = build_prompt_text(demos)
+    if api != "chat":
+        return text
+    head = text.rstrip()
+    if head.endswith(ANSWER_PREFIX):
+        head = head[: -len(ANSWER_PREFIX)].rstrip()
+    return f"{head}\n\n{CHAT_TAIL}"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Reading the answer
+
+_QUOTES = "\"'`“”‘’*_ "
+_ECHO = re.compile(r"\b(?:inputs?|outputs?)\s*:|\bthe\s+instructions?\s+(?:was|were|is|are)\b", re.IGNORECASE)
+_LEAD = re.compile(
+    r"^(?:the\s+instructions?\s+(?:was|were|is|are)\s+(?:to\s+)?|instructions?\s*:\s*|answer\s*:\s*|to\s+)+",
+    re.IGNORECASE,
+)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s")
+
+
+def _strip_lead(text: str) -> str:
+    """Strip whitespace, quotes and lead-ins ("The instruction was to", "to ", "Instruction:") until none is left."""
+    while True:
+        stripped = _LEAD.sub("", text.strip().strip(_QUOTES).strip()).strip()
+        if stripped == text:
+            return text
+        text = stripped
+
+
+def clean_instruction(raw: str) -> str:
+    """One imperative sentence from raw model text, or ``""`` when nothing usable is left.
+
+    Rules, in order: drop lead-ins ("The instruction was to", "to ", quotes; the prompt already said them); keep
+    the first line; cut where the model starts echoing the prompt ("Input:", "Output:", "The instruction was");
+    keep the first sentence; strip quotes and markdown at the ends; ask for two words at least; capitalise the
+    first letter and end with a period. So ``' to write the larger animal.\\nInput: ...'`` becomes "Write the larger
+    animal." Always the same rules, so equal raw text gives equal instructions (and the runner pays the black box
+    once for them).
+    """
+    text = _strip_lead(raw.replace("\r", "\n"))
+    text = text.split("\n", 1)[0]
+    echo = _ECHO.search(text)
+    if echo:
+        text = text[: echo.start()]
+    text = _SENTENCE_END.split(text.strip(), maxsplit=1)[0]
+    text = re.sub(r"\s+", " ", _strip_lead(text)).rstrip(" ,;:-" + _QUOTES).strip()
+    if sum(1 for word in text.split() if any(ch.isalnum() for ch in word)) < 2:
+        return ""
+    text = text[0].upper() + text[1:]
+    if text[-1] not in ".!?":
+        text += "."
+    return text
+
+
+def sort_vocabulary(texts: Sequence[str], specials: Iterable[int | None] = ()) -> tuple[set[int], set[int]]:
+    """(stop ids, content ids) of a vocabulary, given each token id's decoded text (``texts[i]`` for id ``i``).
+
+    Decoding stops once a row wrote a stop token after some content: :func:`clean_instruction` keeps only the
+    first line and the first sentence, so every token after a newline or a sentence end is wasted time. A stop
+    token is one whose text holds a newline or ends a sentence; a content token is one with a letter or digit
+    (a newline before any of those does not stop a row: models often start their answer on a new line).
+    ``specials`` (end of sequence, padding; ``None`` is skipped) always stop and never count as content.
+    """
+    stop: set[int] = set()
+    content: set[int] = set()
+    for token_id, text in enumerate(texts):
+        if "\n" in text or text.rstrip().endswith((".", "!", "?")):
+            stop.add(token_id)
+        if any(ch.isalnum() for ch in text):
+            content.add(token_id)
+    for special in specials:
+        if special is not None:
+            stop.add(int(special))
+            content.discard(int(special))
+    return stop, content
