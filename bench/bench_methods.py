@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.client import EngineClient  # noqa: E402
-from engine.events import RunFailed  # noqa: E402
+from engine.wire.client import EngineClient  # noqa: E402
+from engine.wire.events import RunFailed  # noqa: E402
 
 
 async def bench(tasks: list[str], methods: list[str], seeds: list[int], settings: dict) -> list[dict]:

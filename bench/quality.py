@@ -168,8 +168,8 @@ async def run_all(cells: list[tuple[str, str, int]], settings: dict[str, Any], l
                   partial: Path | None = None) -> list[dict[str, Any]]:
     """Run every cell in one engine; after each run the rows so far go to ``partial`` (JSON lines), so a
     benchmark stopped midway keeps what it measured."""
-    from engine.client import EngineClient
-    from engine.events import RunFailed
+    from engine.wire.client import EngineClient
+    from engine.wire.events import RunFailed
 
     rows: list[dict[str, Any]] = []
     async with EngineClient() as client:

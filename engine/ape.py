@@ -22,11 +22,11 @@ Why it is shaped this way:
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from engine.blackbox.client import all_answers
 from engine.errors import IZError
 from engine.prompts import APE_SYSTEM, PLACEHOLDER_INSTRUCTION, ape_prompt, clean_instruction
 
@@ -96,20 +96,10 @@ async def propose_ape(
     api = getattr(bb.profile, "api", "chat")
     system = APE_SYSTEM if api == "chat" else None
     sets = ape_demo_sets(demos, n, seed, demo_subsets=demo_subsets, subset_size=subset_size)
-    pending = [
-        asyncio.ensure_future(
-            bb.complete(ape_prompt(shown, api), temperature=temperature, max_tokens=max_tokens, seed=rs,
-                        system=system)
-        )
+    answers = await all_answers(
+        bb.complete(ape_prompt(shown, api), temperature=temperature, max_tokens=max_tokens, seed=rs, system=system)
         for shown, rs in sets
-    ]
-    try:
-        answers: list[Completion] = await asyncio.gather(*pending)
-    except BaseException:
-        for t in pending:
-            t.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        raise
+    )
     if completions is not None:
         completions.extend(answers)
     return [clean_instruction(c.text) or PLACEHOLDER_INSTRUCTION for c in answers]

@@ -15,7 +15,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -202,6 +202,26 @@ class Config(_Strict):
         if model:
             prof = _concrete_model(prof.model_copy(update={"model": model}))
         return name, prof
+
+
+class StoredRun(NamedTuple):
+    """A recorded run's settings and endpoint, as objects again."""
+
+    settings: RunSettings
+    instructions: list[str]
+    endpoint_name: str
+    profile: EndpointProfile
+
+
+def revive(row: Mapping[str, Any]) -> StoredRun:
+    """Rebuild a run's settings and endpoint profile from its history row — the one way resume, rerank and
+    ``--like`` read what a run was started with (the row stores them as plain JSON: settings with the manual
+    method's ``instructions``, the profile's public fields with its ``name``)."""
+    stored = dict(row["settings"])
+    instructions = list(stored.pop("instructions", None) or [])
+    ep = dict(row["endpoint"])
+    name = ep.pop("name", EMBEDDED)
+    return StoredRun(RunSettings.model_validate(stored), instructions, name, EndpointProfile.model_validate(ep))
 
 
 def _concrete_model(prof: EndpointProfile) -> EndpointProfile:

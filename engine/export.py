@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine.store import History
+from engine.usage import Usage
 
 _CAND_FIELDS = ("id", "run_id", "iteration", "instruction", "dev_score", "test_score", "rerank_score", "cache_hit",
                 "duplicate_of", "star", "note", "manual_rank")
@@ -58,7 +59,7 @@ def to_markdown(data: dict[str, Any]) -> str:
             f"- best instruction: **{r['best_instruction']}**",
             f"- dev score: {_fmt(r['best_dev_score'])}; test score: {_fmt(r['test_score'])}",
             f"- evaluations: {r['evaluations']}; black-box calls: {r['calls']} (saved by cache/dedup: "
-            f"{r['calls_saved']}); tokens: {(r['prompt_tokens'] or 0) + (r['completion_tokens'] or 0)}; "
+            f"{r['calls_saved']}); tokens: {Usage.of_row(r).tokens}; "
             f"time: {_fmt(r['seconds'])} s",
             "",
         ]

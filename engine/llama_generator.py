@@ -41,7 +41,8 @@ import numpy as np
 import torch
 
 from engine import paths
-from engine.generator import Generator, GeneratorError, _quiet_transformers
+from engine.errors import GeneratorError
+from engine.generator import Generator, _quiet_transformers
 from engine.prompts import Demo, demo_pairs, sort_vocabulary
 
 log = logging.getLogger(__name__)
@@ -418,18 +419,7 @@ class LlamaCppGenerator(Generator):
         return key, before_ids, after
 
     def instructions(self, Z: Any, demos: Sequence[Demo], projection: torch.Tensor, n_tokens: int) -> list[str]:
-        Zt = torch.as_tensor(Z, dtype=torch.float32).detach().cpu()
-        if Zt.ndim == 1:
-            Zt = Zt.unsqueeze(0)
-        A = torch.as_tensor(projection, dtype=torch.float32).cpu()
-        if Zt.ndim != 2 or A.ndim != 2 or Zt.shape[1] != A.shape[0]:
-            raise ValueError(f"Z {tuple(Zt.shape)} does not fit the projection {tuple(A.shape)}")
-        if A.shape[1] != n_tokens * self.hidden_size:
-            raise ValueError(
-                f"projection has {A.shape[1]} columns, expected n_tokens * hidden_size = {n_tokens * self.hidden_size}"
-            )
-        if not demos:
-            raise ValueError("instructions() needs at least one demo")
+        Zt, A = self._soft_inputs(Z, demos, projection, n_tokens)
         results: list[str] = []
         with self._lock:
             self.load()
@@ -444,10 +434,7 @@ class LlamaCppGenerator(Generator):
     def sample(self, demos: Sequence[Demo], n: int, temperature: float, seed: int) -> list[str]:
         if n < 1:
             return []
-        if temperature <= 0:
-            raise ValueError("sample() needs temperature > 0 (use instructions() for greedy decoding)")
-        if not demos:
-            raise ValueError("sample() needs at least one demo")
+        self._check_sample(demos, temperature)
         rng = np.random.default_rng(int(seed))
         results: list[str] = []
         with self._lock:

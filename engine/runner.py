@@ -19,9 +19,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.config import Config, EndpointProfile, RunSettings, load_config
+from engine.config import Config, EndpointProfile, RunSettings, load_config, revive
 from engine.errors import IZError
-from engine.events import (
+from engine.models.embedded import EmbeddedServers, servers
+from engine.store import History, open_history
+from engine.store.history import now
+from engine.tasks import Example, Splits, Task, load_task, make_splits
+from engine.usage import FIELDS as USAGE_FIELDS
+from engine.usage import Usage
+from engine.wire.events import (
     CandidateProposed,
     CandidateScored,
     Event,
@@ -32,9 +38,6 @@ from engine.events import (
     RunStarted,
     Status,
 )
-from engine.store import History, open_history
-from engine.store.history import now
-from engine.tasks import Example, Splits, Task, load_task, make_splits
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +61,8 @@ class _RunState:
     instructions: list[str]
     budget: int
     evaluations: int = 0
-    calls: int = 0
-    calls_saved: int = 0
     evaluations_saved: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    usage: Usage = field(default_factory=Usage)
     seconds_before: float = 0.0
     started: float = field(default_factory=time.monotonic)
     best_id: int | None = None
@@ -71,21 +71,14 @@ class _RunState:
     stop_reason: str | None = None
 
     @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    @property
     def seconds(self) -> float:
         return self.seconds_before + time.monotonic() - self.started
 
     def totals(self) -> dict[str, Any]:
         return {
             "evaluations": self.evaluations,
-            "calls": self.calls,
-            "calls_saved": self.calls_saved,
             "evaluations_saved": self.evaluations_saved,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
+            **self.usage.as_dict(),
             "seconds": round(self.seconds, 3),
             "best_candidate_id": self.best_id,
             "best_instruction": self.best_instruction,
@@ -102,9 +95,9 @@ class _RunState:
         s = self.settings
         if self.evaluations >= self.budget:
             return "evaluations"
-        if s.budget_calls is not None and self.calls >= s.budget_calls:
+        if s.budget_calls is not None and self.usage.calls >= s.budget_calls:
             return "calls"
-        if s.budget_tokens is not None and self.tokens >= s.budget_tokens:
+        if s.budget_tokens is not None and self.usage.tokens >= s.budget_tokens:
             return "tokens"
         return None
 
@@ -117,7 +110,7 @@ class Engine:
         self.history = history or open_history()
         self._generator: Any = None
         self._blackboxes: dict[str, Any] = {}
-        self._embedded: dict[str, Any] = {}
+        self._embedded: EmbeddedServers = servers  # the process's pool owns the servers' life cycle
         self._lock: asyncio.Lock | None = None
 
     # -- warm parts ---------------------------------------------------------------------------------------
@@ -146,13 +139,10 @@ class Engine:
             if key not in self._blackboxes:
                 base_url, identity = None, None
                 if profile.embedded:
-                    from engine.embedded import server_for
-
-                    server = server_for(profile.model)
+                    server = self._embedded.for_model(profile.model)
                     if not server.running:
                         emit(Status(run_id, f"starting the embedded llama.cpp server ({server.alias})"))
                         await asyncio.to_thread(server.start)
-                    self._embedded[server.identity] = server
                     base_url = server.base_url
                     identity = server.identity
                 self._blackboxes[key] = BlackBox(profile, self.history, base_url=base_url, cache_identity=identity)
@@ -162,14 +152,12 @@ class Engine:
         for bb in self._blackboxes.values():
             await bb.aclose()
         self._blackboxes.clear()
-        servers, self._embedded = list(self._embedded.values()), {}
-        for server in servers:
-            await asyncio.to_thread(server.stop)
+        await asyncio.to_thread(self._embedded.stop_all)
 
     def status(self) -> dict[str, Any]:
         return {
             "generator_loaded": self._generator is not None,
-            "embedded_url": next((s.base_url for s in self._embedded.values()), None),
+            "embedded_url": self._embedded.base_url(),
             "history": str(self.history.path),
         }
 
@@ -205,13 +193,12 @@ class Engine:
         task_name: str,
         settings: RunSettings | Mapping[str, Any] | None = None,
         *,
-        endpoint: str | None = None,
-        model: str | None = None,
-        instructions: Sequence[str] = (),
         emit: Emit = _noop,
         cancel: asyncio.Event | None = None,
+        **create: Any,
     ) -> dict[str, Any]:
-        run_id = self.create_run(task_name, settings, endpoint=endpoint, model=model, instructions=instructions)
+        """Record a run (:meth:`create_run`, which takes the ``create`` keywords) and execute it to its end."""
+        run_id = self.create_run(task_name, settings, **create)
         return await self.execute(run_id, emit=emit, cancel=cancel)
 
     async def execute(
@@ -257,27 +244,18 @@ class Engine:
             emit(RunFailed(run_id, exc.problem, exc.fix))
 
     def _load_state(self, row: dict[str, Any]) -> _RunState:
-        stored = dict(row["settings"])
-        instructions = stored.pop("instructions", [])
-        settings = RunSettings.model_validate(stored)
+        settings, instructions, name, profile = revive(row)
         task = load_task(row["task"])
         splits = make_splits(
             task, n_demos=settings.n_demos, n_dev=settings.n_dev, n_test=settings.n_test, seed=settings.seed
         )
-        ep = dict(row["endpoint"])
-        name = ep.pop("name", "embedded")
-        profile = EndpointProfile.model_validate(ep)
         budget = len(instructions) if settings.method == "manual" else settings.evaluations
         state = _RunState(row["id"], task, splits, settings, name, profile, instructions, budget,
                           seconds_before=row["seconds"] or 0.0)
         for c in self.history.candidates(row["id"], status="scored"):
             state.evaluations += int(c["duplicate_of"] is None)
-            state.calls += c["calls"] or 0
-            state.calls_saved += c["calls_saved"] or 0
             state.evaluations_saved += int(c["duplicate_of"] is not None)
-            if c["duplicate_of"] is None:
-                state.prompt_tokens += c["prompt_tokens"] or 0
-                state.completion_tokens += c["completion_tokens"] or 0
+            state.usage += Usage.of_row(c)
             self._track_best(state, c["id"], c["dev_score"], c["instruction"])
         return state
 
@@ -380,11 +358,7 @@ class Engine:
         answers: list[Any] = []
         texts = await propose_ape(bb, state.splits.demos, n, s.ape_temperature, s.seed * 1000 + iteration,
                                   completions=answers)
-        paid = sum(0 if c.cache_hit else 1 for c in answers)
-        state.calls += paid
-        state.calls_saved += len(answers) - paid
-        state.prompt_tokens += sum(c.prompt_tokens for c in answers)
-        state.completion_tokens += sum(c.completion_tokens for c in answers)
+        state.usage += Usage.of_answers(answers)
         return texts
 
     def _restore_proposer_costs(self, state: _RunState) -> None:
@@ -396,11 +370,8 @@ class Engine:
         """
         if state.settings.method != "ape":
             return
-        row = self.history.run(state.run_id)
-        for field_name in ("calls", "calls_saved", "prompt_tokens", "completion_tokens"):
-            extra = (row.get(field_name) or 0) - getattr(state, field_name)
-            if extra > 0:
-                setattr(state, field_name, getattr(state, field_name) + extra)
+        extra = Usage.of_row(self.history.run(state.run_id)) - state.usage
+        state.usage += Usage(*(max(getattr(extra, f), 0) for f in USAGE_FIELDS))
 
     def _next_points(self, state: _RunState, iteration: int, n: int) -> Any:
         import torch
@@ -427,26 +398,23 @@ class Engine:
         dup = self.history.scored_instruction(state.run_id, cand["instruction"])
         if dup is not None:
             scores, mean, outputs, dup_id = dup["scores"], dup["dev_score"], [], dup["id"]
+            usage = Usage.reused(len(scores))
             state.evaluations_saved += 1
-            state.calls_saved += len(scores)
         else:
             result = await score_instruction(bb, state.task, cand["instruction"], state.splits.dev)
             scores, mean, outputs, dup_id = result.per_example, result.mean, result.outputs, None
-            paid = sum(0 if o["cache_hit"] else 1 for o in outputs)
-            state.calls += paid
-            state.calls_saved += len(outputs) - paid
-            state.prompt_tokens += sum(o.get("prompt_tokens") or 0 for o in outputs)
-            state.completion_tokens += sum(o.get("completion_tokens") or 0 for o in outputs)
+            usage = result.usage
             state.evaluations += 1  # only a new instruction costs an evaluation; a repeat is information
+        state.usage += usage
         is_best = self._track_best(state, cand["id"], mean, cand["instruction"])
         self.history.record_score(
-            cand["id"], dev_score=mean, scores=scores, outputs=outputs, duplicate_of=dup_id,
+            cand["id"], dev_score=mean, scores=scores, outputs=outputs, usage=usage, duplicate_of=dup_id,
             run_totals=state.totals(),
         )
         emit(CandidateScored(
             state.run_id, cand["id"], cand["iteration"], cand["position"], cand["instruction"], mean,
             dup_id is not None or (bool(outputs) and all(o["cache_hit"] for o in outputs)), dup_id,
-            state.evaluations, state.budget, state.calls, state.calls_saved, state.best_score,
+            state.evaluations, state.budget, state.usage.calls, state.usage.calls_saved, state.best_score,
             state.best_id or cand["id"], is_best,
         ))
 
@@ -460,11 +428,7 @@ class Engine:
         emit(Status(state.run_id, f"scoring the best instruction on {len(state.splits.test)} test examples"))
         bb = await self.blackbox(state.endpoint_name, state.profile, emit, state.run_id)
         result = await score_instruction(bb, state.task, state.best_instruction or "", state.splits.test)
-        paid = sum(0 if o["cache_hit"] else 1 for o in result.outputs)
-        state.calls += paid
-        state.calls_saved += len(result.outputs) - paid
-        state.prompt_tokens += sum(o.get("prompt_tokens") or 0 for o in result.outputs)
-        state.completion_tokens += sum(o.get("completion_tokens") or 0 for o in result.outputs)
+        state.usage += result.usage
         self.history.add_score(
             state.best_id, kind="test", split="test", endpoint={"name": state.endpoint_name, **state.profile.public()},
             metric=state.task.metric, score=result.mean, outputs=result.outputs,
@@ -487,7 +451,7 @@ class Engine:
             "evaluations_saved": r["evaluations_saved"],
             "calls": r["calls"],
             "calls_saved": r["calls_saved"],
-            "tokens": (r["prompt_tokens"] or 0) + (r["completion_tokens"] or 0),
+            "tokens": Usage.of_row(r).tokens,
             "seconds": r["seconds"],
         }
 
@@ -515,9 +479,8 @@ class Engine:
         for done, cid in enumerate(candidate_ids, start=1):
             cand = self.history.candidate(cid)
             run = self.history.run(cand["run_id"])
-            stored = dict(run["settings"])
-            stored.pop("instructions", None)
-            settings = RunSettings.model_validate(stored)
+            stored = revive(run)
+            settings = stored.settings
             task = load_task(run["task"])
             n_dev, n_test = settings.n_dev, settings.n_test
             if n_examples:
@@ -527,9 +490,7 @@ class Engine:
             if endpoint or model:
                 name, profile = self.config.endpoint(endpoint, model)
             else:
-                ep = dict(run["endpoint"])
-                name = ep.pop("name", "embedded")
-                profile = EndpointProfile.model_validate(ep)
+                name, profile = stored.endpoint_name, stored.profile
             bb = await self.blackbox(name, profile, emit, cand["run_id"])
             result = await score_instruction(bb, task, cand["instruction"], examples)
             self.history.add_score(cid, kind="rerank", split=split, endpoint={"name": name, **profile.public()},

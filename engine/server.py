@@ -5,6 +5,10 @@ the TUI down. The process keeps the generator and the embedded server warm acros
 at once (a run goes on while ``status`` or ``cancel_run`` is answered) and shuts the embedded server down with
 itself. stdout carries only the protocol: the real stdout is kept for it and file descriptor 1 is pointed at
 stderr, so a library that prints cannot corrupt the stream.
+
+Which methods exist and what they take is declared once, in :mod:`engine.wire.dispatch`; this module only
+provides their handlers (``do_<method>``), bound and checked against that declaration when the server is built.
+An :class:`IZError` raised by a handler is answered with its class name, so the client raises the same class.
 """
 
 from __future__ import annotations
@@ -16,18 +20,25 @@ import signal
 import sys
 from typing import Any, BinaryIO
 
-from engine import protocol
 from engine.config import load_config
-from engine.errors import IZError
-from engine.events import Event
+from engine.errors import IZError, ProtocolError
+from engine.wire import protocol
+from engine.wire.dispatch import Dispatcher
+from engine.wire.events import Event
 
 log = logging.getLogger("engine.server")
 
 
 class EngineServer:
-    def __init__(self, out: BinaryIO) -> None:
+    """Answers requests read from a stream by running the engine; writes answers and events to ``out``.
+
+    ``engine`` is the core to drive (an :class:`engine.runner.Engine` by default, created when serving starts;
+    tests pass a fake with the same methods)."""
+
+    def __init__(self, out: BinaryIO, engine: Any = None) -> None:
         self.out = out
-        self.engine: Any = None
+        self.engine: Any = engine
+        self.dispatcher = Dispatcher.bind(self)
         self.runs: dict[int, tuple[asyncio.Task[Any], asyncio.Event]] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.stopping = asyncio.Event()
@@ -40,9 +51,10 @@ class EngineServer:
         self.send(protocol.notification(event.to_dict()))
 
     async def serve(self, reader: asyncio.StreamReader) -> None:
-        from engine.runner import Engine
+        if self.engine is None:
+            from engine.runner import Engine
 
-        self.engine = Engine()
+            self.engine = Engine()
         while not self.stopping.is_set():
             line_task = asyncio.ensure_future(reader.readline())
             stop_task = asyncio.ensure_future(self.stopping.wait())
@@ -59,7 +71,8 @@ class EngineServer:
             try:
                 msg = protocol.decode(line)
             except ValueError as exc:
-                self.send(protocol.error(None, f"malformed request: {exc}", "send one JSON object per line"))
+                self.send(protocol.error_from(None, ProtocolError(f"malformed request: {exc}",
+                                                                  "send one JSON object per line")))
                 continue
             t = asyncio.create_task(self.handle(msg))
             self.tasks.add(t)
@@ -71,15 +84,13 @@ class EngineServer:
         method = msg.get("method")
         params = msg.get("params") or {}
         try:
-            handler = getattr(self, f"do_{method}", None) if method in protocol.METHODS else None
-            if handler is None:
-                raise IZError(f"unknown method {method!r}", f"use one of {', '.join(protocol.METHODS)}")
-            result = await handler(**params)
+            result = await self.dispatcher.dispatch(method, params)
             self.send(protocol.response(msg_id, result))
         except IZError as exc:
-            self.send(protocol.error(msg_id, exc.problem, exc.fix, type(exc).__name__))
-        except TypeError as exc:
-            self.send(protocol.error(msg_id, f"bad parameters for {method}: {exc}", "check the request"))
+            self.send(protocol.error_from(msg_id, exc))
+        except TypeError as exc:  # a parameter of the wrong type, found by the handler
+            self.send(protocol.error_from(msg_id, ProtocolError(f"bad parameters for {method}: {exc}",
+                                                                "check the request")))
         except Exception as exc:
             log.exception("request %s failed", method)
             self.send(protocol.error(msg_id, f"{type(exc).__name__}: {exc}", "see the engine log", "InternalError"))
@@ -165,7 +176,7 @@ def serve() -> int:
     try:
         load_config()
     except IZError as exc:
-        proto_out.write(protocol.encode(protocol.error(None, exc.problem, exc.fix, type(exc).__name__)))
+        proto_out.write(protocol.encode(protocol.error_from(None, exc)))
         return 2
 
     async def main() -> None:

@@ -7,6 +7,8 @@ Why it is shaped this way:
 - One app factory, ``IZApp(history_path=..., engine_factory=...)``, serves the ``iz`` command and the tests.
 - Engine events arrive through the client's callback on this event loop; the app keeps each run's events (so a
   screen that attaches late misses nothing) and posts them to the screens listening for that run.
+- The app is the navigation layer: screens open one another through its ``open_*`` methods (typed through
+  :class:`iz_tui.screens.base.BaseScreen`), so no screen imports another and only this module knows them all.
 """
 
 from __future__ import annotations
@@ -23,14 +25,16 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.message_pump import MessagePump
 from textual.screen import Screen
 
-from engine.client import EngineClient
 from engine.config import Config, load_config
 from engine.errors import IZError
-from engine.events import Event
+from engine.wire.client import EngineClient
+from engine.wire.events import Event
 from iz_tui.messages import EngineEvent, HistoryChanged
+from iz_tui.requests import RunRequest, compare_pair
 
 if TYPE_CHECKING:  # sqlite-utils costs ~0.2 s to import: load it when the history is first needed
     from engine.store import History
+    from iz_tui.screens.history import HistoryScreen
 
 #: Builds the engine client; the app passes the callback that must receive every event.
 EngineFactory = Callable[[Callable[[Event], Any]], EngineClient]
@@ -234,6 +238,61 @@ class IZApp(App[None]):
         runs = self.history.runs(limit=1)
         return runs[0]["id"] if runs else None
 
+    # -- navigation: screens open each other through these, never by importing each other ----------------
+    def open_home(self) -> None:
+        """Back to the home screen (a new run), closing whatever is above it."""
+        from iz_tui.screens.home import HomeScreen
+
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, HomeScreen):
+            self.pop_screen()
+
+    def open_run(self, target: RunRequest | int) -> None:
+        """The live run screen: start a new run from a request, or resume a recorded run by its id."""
+        from iz_tui.screens.run import RunScreen
+
+        if isinstance(target, RunRequest):
+            self.push_screen(RunScreen(target))
+        else:
+            self.push_screen(RunScreen(resume_run_id=target))
+
+    def open_history(self, run_id: int | None = None, candidate_id: int | None = None) -> HistoryScreen:
+        """The history (the one on the stack, else a new one), optionally on one run and one of its candidates."""
+        from iz_tui.screens.history import HistoryScreen
+
+        screen = next((s for s in reversed(self.screen_stack) if isinstance(s, HistoryScreen)), None)
+        if screen is None:
+            screen = HistoryScreen()
+            self.push_screen(screen)
+        else:
+            while self.screen is not screen:
+                self.pop_screen()
+        if run_id is not None:
+            screen.show_run(run_id, candidate_id)
+        return screen
+
+    def open_candidate(self, candidate_id: int) -> None:
+        """One candidate in full: scores and per-example outputs."""
+        from iz_tui.screens.detail import CandidateScreen
+
+        self.push_screen(CandidateScreen(candidate_id))
+
+    def open_compare(self, preferred: Sequence[int] = ()) -> None:
+        """Ask which two runs (preferring those given, else the two newest), then put them side by side."""
+        from iz_tui.screens.compare import CompareScreen
+        from iz_tui.screens.modals import CompareModal
+
+        runs = self.history.runs(limit=200)
+        pair = compare_pair(runs, preferred)
+        if pair is None:
+            self.notify("comparing needs two runs: start another one first", severity="warning")
+            return
+
+        def go(result: tuple[int, int] | None) -> None:
+            if result is not None:
+                self.push_screen(CompareScreen(*result))
+
+        self.push_screen(CompareModal(runs, *pair), go)
+
     # -- actions (keys and the command palette) -----------------------------------------------------------
     def action_help(self) -> None:
         from iz_tui.screens.help import HelpScreen
@@ -242,36 +301,17 @@ class IZApp(App[None]):
             self.push_screen(HelpScreen())
 
     def action_new_run(self) -> None:
-        from iz_tui.screens.home import HomeScreen
-
-        while len(self.screen_stack) > 1 and not isinstance(self.screen, HomeScreen):
-            self.pop_screen()
-
-    def _history_screen(self) -> Any:
-        from iz_tui.screens.history import HistoryScreen
-
-        for screen in reversed(self.screen_stack):
-            if isinstance(screen, HistoryScreen):
-                while self.screen is not screen:
-                    self.pop_screen()
-                return screen
-        screen = HistoryScreen()
-        self.push_screen(screen)
-        return screen
+        self.open_home()
 
     def action_history(self, run_id: int | None = None, candidate_id: int | None = None) -> None:
-        screen = self._history_screen()
-        if run_id is not None:
-            screen.show_run(run_id, candidate_id)
+        self.open_history(run_id, candidate_id)
 
     def action_search(self) -> None:
-        screen = self._history_screen()
-        screen.call_after_refresh(screen.focus_search)
+        screen = self.open_history()
+        screen.call_after_refresh(screen.action_focus_search)
 
     def action_compare(self) -> None:
-        from iz_tui.screens.compare import pick_and_compare
-
-        pick_and_compare(self)
+        self.open_compare()
 
     def action_rerank_top(self) -> None:
         self._on_latest_run("action_rerank")
@@ -285,8 +325,7 @@ class IZApp(App[None]):
         if run_id is None:
             self.notify("no runs yet: start one first", severity="warning")
             return
-        screen = self._history_screen()
-        screen.show_run(run_id)
+        screen = self.open_history(run_id)
         screen.call_after_refresh(getattr(screen, action))
 
 

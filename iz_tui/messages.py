@@ -1,7 +1,7 @@
 """Textual messages the TUI passes around.
 
-The engine's typed events (:mod:`engine.events`) arrive on the app's event loop through the
-:class:`engine.client.EngineClient` callback; the app wraps each one in :class:`EngineEvent` and posts it to the
+The engine's typed events (:mod:`engine.wire.events`) arrive on the app's event loop through the
+:class:`engine.wire.client.EngineClient` callback; the app wraps each one in :class:`EngineEvent` and posts it to the
 screens that listen for that run, so widgets never talk to the engine directly.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from engine.events import Event
+from engine.wire.events import Event
 
 
 class EngineEvent(Message):

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,7 @@ from engine.errors import EndpointError
 
 if TYPE_CHECKING:
     from engine.config import EndpointProfile
-    from engine.embedded import EmbeddedServer
+    from engine.models.embedded import EmbeddedServer
     from engine.store.history import History
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ class BlackBox:
         self.history = history
         self._server: EmbeddedServer | None = None
         if base_url is None and profile.embedded:
-            from engine.embedded import server_for
+            from engine.models.embedded import server_for
 
             self._server = server_for(profile.model)
             cache_identity = cache_identity or self._server.identity
@@ -264,7 +265,7 @@ class BlackBox:
                 "key": key,
                 "base_url": self.identity,
                 "model": p.model,
-                "params": json.dumps(params, ensure_ascii=False),
+                "params": params,
                 "prompt_sha256": hashlib.sha256(prompt.encode("utf-8")).hexdigest(),
                 "response": c.text,
                 "prompt_tokens": c.prompt_tokens,
@@ -440,31 +441,37 @@ class BlackBox:
 
     def _gave_up(self, exc: _Transient, attempts: int) -> EndpointError:
         tries = f"after {attempts} attempt{'s' if attempts != 1 else ''}"
-        if exc.kind == "connect":
-            return EndpointError(
-                f"cannot reach {self.base_url} {tries}: {exc.what}",
-                "check the server is running and the URL is right (including the /v1 prefix)",
-            )
-        if exc.kind == "timeout":
-            return EndpointError(
-                f"{self.base_url} did not answer {tries}: {exc.what}",
-                "check the server is up and not overloaded, or raise timeout_s / lower concurrency in the profile",
-            )
-        if exc.kind == "rate_limit":
-            return EndpointError(
-                f"{self.base_url} kept rate-limiting {tries}",
-                "lower concurrency or set requests_per_minute in the endpoint profile, or raise max_retries",
-            )
-        if exc.kind == "garbage":
-            return EndpointError(
-                f"{self.base_url} gave invalid answers {tries}: {exc.what}",
+        problem, fix = _GAVE_UP.get(exc.kind, _GAVE_UP["server"])
+        return EndpointError(problem.format(url=self.base_url, tries=tries, what=exc.what), fix)
+
+
+#: What to say when retries ran out, by kind of failure: (problem, fix).
+_GAVE_UP: dict[str, tuple[str, str]] = {
+    "connect": ("cannot reach {url} {tries}: {what}",
+                "check the server is running and the URL is right (including the /v1 prefix)"),
+    "timeout": ("{url} did not answer {tries}: {what}",
+                "check the server is up and not overloaded, or raise timeout_s / lower concurrency in the profile"),
+    "rate_limit": ("{url} kept rate-limiting {tries}",
+                   "lower concurrency or set requests_per_minute in the endpoint profile, or raise max_retries"),
+    "garbage": ("{url} gave invalid answers {tries}: {what}",
                 "check base_url points at an OpenAI-compatible API (it usually ends with /v1) and api = chat or "
-                "completions matches what the server offers",
-            )
-        return EndpointError(
-            f"{self.base_url} failed {tries}: {exc.what}",
-            "the server is failing; check its logs, or try again later",
-        )
+                "completions matches what the server offers"),
+    "server": ("{url} failed {tries}: {what}", "the server is failing; check its logs, or try again later"),
+}
+
+
+async def all_answers(requests: Iterable[Awaitable[Completion]]) -> list[Completion]:
+    """Every answer, in order, or none: if one request fails for good the others are cancelled (and awaited, so
+    nothing is left running) and the error is raised. A partial batch would be a wrong score or a short proposal,
+    and the cache keeps what was already paid for, so asking again costs only what is missing."""
+    pending = [asyncio.ensure_future(r) for r in requests]
+    try:
+        return list(await asyncio.gather(*pending))
+    except BaseException:
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        raise
 
 
 def _overrides(**given: Any) -> dict[str, Any]:

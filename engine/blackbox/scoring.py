@@ -8,13 +8,15 @@ mean, because the instruction-coupled kernel compares candidates by their score 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from engine.blackbox.client import all_answers
+from engine.usage import Usage
+
 if TYPE_CHECKING:
-    from engine.blackbox.client import BlackBox, Completion
+    from engine.blackbox.client import BlackBox
     from engine.tasks import Example, Task
 
 
@@ -27,9 +29,9 @@ class ScoreResult:
     outputs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
-    def calls(self) -> int:
-        """Examples that needed the network (not served by the cache)."""
-        return sum(0 if o["cache_hit"] else 1 for o in self.outputs)
+    def usage(self) -> Usage:
+        """What scoring cost (calls paid, calls the cache saved, tokens)."""
+        return Usage.of_answers(self.outputs)
 
 
 async def score_instruction(bb: BlackBox, task: Task, instruction: str, examples: Sequence[Example]) -> ScoreResult:
@@ -43,14 +45,7 @@ async def score_instruction(bb: BlackBox, task: Task, instruction: str, examples
 
     examples = list(examples)
     prompts = [task.prompt(instruction, ex) for ex in examples]
-    pending = [asyncio.ensure_future(bb.complete(p)) for p in prompts]
-    try:
-        completions: list[Completion] = await asyncio.gather(*pending)
-    except BaseException:
-        for t in pending:
-            t.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        raise
+    completions = await all_answers(bb.complete(p) for p in prompts)
     per_example: list[float] = []
     outputs: list[dict[str, Any]] = []
     for i, (ex, c) in enumerate(zip(examples, completions, strict=True)):

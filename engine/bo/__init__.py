@@ -5,11 +5,10 @@ Stateless by design: the runner holds the data and calls ``sobol_points`` then `
 
 from engine.bo.acquisition import OptimizerName, log_expected_improvement, maximize_acquisition
 from engine.bo.kernel import InstructionCoupledKernel
-from engine.bo.loop import BOSettings, optimise_synthetic, propose, sobol_points
+from engine.bo.loop import optimise_synthetic, propose, sobol_points
 from engine.bo.surrogate import KernelName, fit_surrogate, standardise
 
 __all__ = [
-    "BOSettings",
     "InstructionCoupledKernel",
     "KernelName",
     "OptimizerName",

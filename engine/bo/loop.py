@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -20,29 +19,12 @@ from torch import Tensor
 from engine.bo.acquisition import OptimizerName, maximize_acquisition
 from engine.bo.surrogate import MIN_STD, KernelName, fit_surrogate
 
-__all__ = ["BOSettings", "SyntheticObjective", "optimise_synthetic", "propose", "sobol_points"]
+__all__ = ["SyntheticObjective", "optimise_synthetic", "propose", "sobol_points"]
 
 log = logging.getLogger(__name__)
 
 #: objective(z) -> (score, per-example score vector), like one black-box evaluation of an instruction.
 SyntheticObjective = Callable[[Tensor], tuple[float, Tensor]]
-
-
-@dataclass(frozen=True)
-class BOSettings:
-    """The BO knobs, defaulting to the paper's final settings (150 evaluations: 25 Sobol + 5 x 25)."""
-
-    intrinsic_dim: int = 10
-    n_init: int = 25
-    n_iterations: int = 5
-    batch_size: int = 25
-    kernel: KernelName = "coupled"
-    optimizer: OptimizerName = "cmaes"
-
-    @property
-    def budget(self) -> int:
-        """Total number of latent points proposed (evaluations, before instruction dedup)."""
-        return self.n_init + self.n_iterations * self.batch_size
 
 
 def sobol_points(n: int, d: int, seed: int, *, skip: int = 0) -> Tensor:

@@ -16,6 +16,7 @@ from engine.models.catalog import (
     ModelEntry,
     ModelError,
     RegistryPart,
+    default_model_path,
     effective_default,
     get,
     is_catalog_name,
@@ -27,5 +28,6 @@ from engine.models.catalog import (
 
 __all__ = [
     "BUNDLED_DEFAULT", "CATALOG", "DEFAULT_BLACKBOX", "DEFAULT_GENERATOR", "ModelEntry", "ModelError",
-    "RegistryPart", "effective_default", "get", "is_catalog_name", "local_path", "model_path", "resolve", "status",
+    "RegistryPart", "default_model_path", "effective_default", "get", "is_catalog_name", "local_path",
+    "model_path", "resolve", "status",
 ]

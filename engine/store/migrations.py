@@ -129,5 +129,24 @@ def m001_initial(db: Database) -> None:
     db["candidates"].enable_fts(["instruction"], create_triggers=True, tokenize="porter")
 
 
+#: Columns that hold JSON text, renamed ``*_json`` by m002 so a reader of the file (or of a SQL query) knows to
+#: decode them. The store's API still returns them decoded under their short names.
+JSON_COLUMNS = {
+    "runs": ("settings", "endpoint"),
+    "candidates": ("z", "scores"),
+    "outputs": ("answers",),
+    "scores": ("endpoint",),
+    "cache": ("params",),
+}
+
+
+@migrations()
+def m002_json_columns(db: Database) -> None:
+    # ALTER TABLE ... RENAME COLUMN keeps the rows, the indexes and the full-text triggers (SQLite >= 3.25).
+    for table, columns in JSON_COLUMNS.items():
+        for col in columns:
+            db.execute(f"alter table [{table}] rename column [{col}] to [{col}_json]")
+
+
 def known_names() -> list[str]:
     return [m.name for m in migrations._migrations]

@@ -1,6 +1,6 @@
 """`iz run`, `iz runs`, `iz show`, `iz rerank`, `iz export`, `iz search`: the headless CLI over the engine.
 
-`iz run` drives the same engine process the TUI uses (through :class:`engine.client.EngineClient`), so a run
+`iz run` drives the same engine process the TUI uses (through :class:`engine.wire.client.EngineClient`), so a run
 started here is the same run, in the same history, as one started from the TUI.
 """
 
@@ -19,15 +19,27 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from engine.client import EngineClient
+from engine.config import METHODS, RunSettings
 from engine.errors import IZError
-from engine.events import CandidateScored, Event, RerankProgress, RunFailed, RunFinished, RunStarted, Status
 from engine.export import export_data, to_json, to_markdown
 from engine.store import open_history
+from engine.usage import Usage
+from engine.wire.client import EngineClient
+from engine.wire.events import (
+    CandidateScored,
+    Event,
+    RerankProgress,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    Status,
+)
 from iz_tui.cli import friendly_errors
 
 err_console = Console(stderr=True)
 out_console = Console()
+#: The run settings out of the box, for the help text (a run starts from the configured [run] settings).
+RUN_DEFAULTS = RunSettings()
 
 
 def plain_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -50,26 +62,36 @@ def _fmt(v: Any) -> str:
 
 @click.command()
 @click.argument("task", required=False)
-@click.option("--method", type=click.Choice(["instructzero", "random", "ape", "ape_local", "manual"]), default=None,
-              help="instructzero (default), or a baseline on the same budget.")
-@click.option("--budget", type=click.IntRange(min=1), help="Evaluations (instructions scored). Default 150.")
-@click.option("--init", "n_init", type=click.IntRange(min=1), help="Sobol initial points. Default 25.")
-@click.option("--batch", "batch_size", type=click.IntRange(min=1), help="Candidates per BO iteration. Default 25.")
-@click.option("--dev", "n_dev", type=click.IntRange(min=1), help="Dev examples per evaluation. Default 20.")
-@click.option("--test", "n_test", type=click.IntRange(min=0), help="Held-out test examples. Default 100.")
-@click.option("--demos", "n_demos", type=click.IntRange(min=0), help="Demos in the generator prompt. Default 5.")
+@click.option("--method", type=click.Choice(METHODS), default=None,
+              help=f"{RUN_DEFAULTS.method} (default), or a baseline on the same budget.")
+@click.option("--budget", type=click.IntRange(min=1),
+              help=f"Evaluations (instructions scored). Default {RUN_DEFAULTS.evaluations}.")
+@click.option("--init", "n_init", type=click.IntRange(min=1),
+              help=f"Sobol initial points. Default {RUN_DEFAULTS.n_init}.")
+@click.option("--batch", "batch_size", type=click.IntRange(min=1),
+              help=f"Candidates per BO iteration. Default {RUN_DEFAULTS.batch_size}.")
+@click.option("--dev", "n_dev", type=click.IntRange(min=1),
+              help=f"Dev examples per evaluation. Default {RUN_DEFAULTS.n_dev}.")
+@click.option("--test", "n_test", type=click.IntRange(min=0),
+              help=f"Held-out test examples. Default {RUN_DEFAULTS.n_test}.")
+@click.option("--demos", "n_demos", type=click.IntRange(min=0),
+              help=f"Demos in the generator prompt. Default {RUN_DEFAULTS.n_demos}.")
 @click.option("--max-calls", "budget_calls", type=click.IntRange(min=1), help="Stop after this many paid calls.")
 @click.option("--max-tokens", "budget_tokens", type=click.IntRange(min=1), help="Stop after this many tokens.")
 @click.option("--endpoint", help="An endpoint profile name or an OpenAI-compatible base URL.")
 @click.option("--model", help="The black-box model name (overrides the profile's).")
-@click.option("--seed", type=int, help="Seed for splits, projection and BO. Default 0.")
+@click.option("--seed", type=int, help=f"Seed for splits, projection and BO. Default {RUN_DEFAULTS.seed}.")
 @click.option("--instruction", "instructions", multiple=True, help="An instruction to score (manual; repeatable).")
 @click.option("--resume", "resume", type=int, metavar="RUN_ID", help="Continue an interrupted run.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @friendly_errors
 def run(task: str | None, method: str | None, resume: int | None, as_json: bool, endpoint: str | None,
         model: str | None, instructions: tuple[str, ...], **settings: Any) -> None:
-    """Optimise an instruction for TASK (or run a baseline) and print the best one."""
+    """Optimise an instruction for TASK (or run a baseline) and print the best one.
+
+    Settings left out come from the [run] section of the configuration (`iz config show`); the defaults below
+    are its values out of the box.
+    """
     if resume is None and not task:
         raise click.UsageError("give a TASK (see `iz tasks list`) or --resume RUN_ID")
     overrides = {k: v for k, v in settings.items() if v is not None}
@@ -190,7 +212,7 @@ def show(run_id: int, top: int, as_json: bool) -> None:
     out_console.print(f"best: [green]{r['best_instruction']}[/]  dev {_fmt(r['best_dev_score'])}  "
                       f"test {_fmt(r['test_score'])}")
     out_console.print(f"evaluations {r['evaluations']} · calls {r['calls']} (saved {r['calls_saved']}) · "
-                      f"tokens {(r['prompt_tokens'] or 0) + (r['completion_tokens'] or 0)} · {_fmt(r['seconds'])} s")
+                      f"tokens {Usage.of_row(r).tokens} · {_fmt(r['seconds'])} s")
     t = Table("id", "it", "dev", "test", "rerank", "instruction")
     for c in data["candidates"][:top]:
         t.add_row(str(c["id"]), str(c["iteration"]), _fmt(c["dev_score"]), _fmt(c["test_score"]),

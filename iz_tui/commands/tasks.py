@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from engine.tasks.importers import DEFAULT_METRIC
 from engine.tasks.metrics import METRICS
 from iz_tui.cli import friendly_errors
 
@@ -111,7 +112,7 @@ def show_cmd(name: str, n_examples: int) -> None:
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--name", help="Task name (default: the file name without extension).")
 @click.option("--metric", type=click.Choice(list(METRICS)),
-              help="Scoring metric (default: the paper's for an instruction-induction task, else exact_match).")
+              help=f"Scoring metric (default: the paper's for an instruction-induction task, else {DEFAULT_METRIC}).")
 @click.option("--input-col", help="Column / key holding the input (default: input).")
 @click.option("--output-col", help="Column / key holding the answer(s) (default: output).")
 @click.option("--answer-sep", default="|", show_default=True,

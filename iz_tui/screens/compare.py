@@ -6,40 +6,17 @@ the same budget, and does the dev gain hold on the test split?
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 from rich.markup import escape
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from iz_tui.screens.modals import CompareModal
+from iz_tui.screens.base import BaseScreen
 from iz_tui.widgets.common import best_so_far, dedupe_top, fmt_score, short
 from iz_tui.widgets.plot import BestPlot
 
 
-def pick_and_compare(app: App[Any], preferred: Sequence[int] = ()) -> None:
-    """Ask which two runs (preferring those given, else the two newest), then open the comparison."""
-    runs = app.history.runs(limit=200)  # type: ignore[attr-defined]
-    if len(runs) < 2:
-        app.notify("comparing needs two runs: start another one first", severity="warning")
-        return
-    ids = [r["id"] for r in runs]
-    task = {r["id"]: r["task"] for r in runs}
-    picks = [p for p in preferred if p in ids] or ids[:1]
-    # The second run: the newest other run of the same task (comparing methods is the usual question).
-    picks += sorted((i for i in ids if i not in picks), key=lambda i: (task[i] != task[picks[0]], -i))
-
-    def go(result: tuple[int, int] | None) -> None:
-        if result is not None:
-            app.push_screen(CompareScreen(*result))
-
-    app.push_screen(CompareModal(runs, picks[0], picks[1]), go)
-
-
-class CompareScreen(Screen[None]):
+class CompareScreen(BaseScreen[None]):
     """Run A vs run B."""
 
     BINDINGS = [Binding("escape", "back", "Back")]
@@ -56,7 +33,7 @@ class CompareScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        h = self.app.history  # type: ignore[attr-defined]
+        h = self.history
         table = self.query_one("#cmp-table", DataTable)
         for label, key, width in (("run", "run", 3), ("task", "task", 12), ("method", "method", 12),
                                   ("evals", "evals", 5), ("best dev", "dev", 8), ("test", "test", 5),

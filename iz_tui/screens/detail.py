@@ -13,15 +13,15 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from iz_tui.messages import HistoryChanged
+from iz_tui.screens.base import BaseScreen
 from iz_tui.screens.modals import NoteModal
 from iz_tui.widgets.common import fmt_score, short
 
 
-class CandidateScreen(Screen[None]):
+class CandidateScreen(BaseScreen[None]):
     """Details of one candidate."""
 
     BINDINGS = [
@@ -55,10 +55,6 @@ class CandidateScreen(Screen[None]):
         table.border_title = "Per-example outputs"
         self.load()
         table.focus()
-
-    @property
-    def history(self) -> Any:
-        return self.app.history  # type: ignore[attr-defined]
 
     def load(self) -> None:
         c = self.history.candidate(self.candidate_id)
@@ -115,7 +111,7 @@ class CandidateScreen(Screen[None]):
         self.history.set_mark(self.candidate_id, star=star)
         self.notify(f"{'starred' if star else 'unstarred'} #{self.candidate_id}")
         self.load()
-        self.app.history_changed([self.candidate_id])  # type: ignore[attr-defined]
+        self.app.history_changed([self.candidate_id])
 
     def action_note(self) -> None:
         def save(note: str | None) -> None:
@@ -124,12 +120,12 @@ class CandidateScreen(Screen[None]):
             self.history.set_mark(self.candidate_id, note=note)
             self.notify("note saved" if note else "note cleared")
             self.load()
-            self.app.history_changed([self.candidate_id])  # type: ignore[attr-defined]
+            self.app.history_changed([self.candidate_id])
 
         self.app.push_screen(NoteModal(self.cand["instruction"], self.cand.get("note")), save)
 
     def action_copy(self) -> None:
-        self.app.copy_text(self.cand["instruction"])  # type: ignore[attr-defined]
+        self.app.copy_text(self.cand["instruction"])
 
     def action_back(self) -> None:
         self.app.pop_screen()

@@ -8,6 +8,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Markdown
 
+from iz_tui.requests import PRESETS
+
 HELP = """\
 # InstructZero — keys
 
@@ -15,7 +17,7 @@ HELP = """\
 · `ctrl+n` new run · `q` quit (the engine is stopped; unfinished runs stay resumable)
 
 **Home** (start a run): `↑↓` pick a task · `tab` move through method, endpoint, budget ·
-`F2` quick preset (10 evaluations, about a minute) · `F3` paper preset (150 evaluations) · `ctrl+r` start
+`F2` quick preset ({quick} evaluations, about a minute) · `F3` paper preset ({paper} evaluations) · `ctrl+r` start
 
 **Run** (live): `x` cancel · `u` resume a cancelled or failed run · `o` open it in the history ·
 `c` copy the best instruction · `esc` back (the run goes on)
@@ -31,7 +33,7 @@ HELP = """\
 
 Scores: *dev* is what the optimiser saw; *test* is the held-out score of a run's best; *rerank* is the latest
 re-score (test split, more examples or another endpoint).
-"""
+""".format(quick=PRESETS["quick"].evaluations, paper=PRESETS["paper"].evaluations)
 
 
 class HelpScreen(ModalScreen[None]):

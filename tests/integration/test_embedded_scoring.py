@@ -113,7 +113,7 @@ def test_sigkill_of_the_owner_takes_the_server_down(tmp_path: Path, from_thread:
     code = textwrap.dedent(f"""
         import threading, time
         from pathlib import Path
-        from engine.embedded import EmbeddedServer
+        from engine.models.embedded import EmbeddedServer
         s = EmbeddedServer(log_path=Path({str(tmp_path / "server.log")!r}))
         if {from_thread!r}:
             t = threading.Thread(target=s.start)

@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.client import EngineClient
 from engine.errors import EngineError
-from engine.events import CandidateScored, RunFailed, RunFinished, Status
 from engine.store import open_history
+from engine.wire.client import EngineClient
+from engine.wire.events import CandidateScored, RunFailed, RunFinished, Status
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 

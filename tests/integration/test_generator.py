@@ -17,8 +17,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from engine.errors import IZError  # noqa: E402
-from engine.generator import Generator, GeneratorError, default_model_path  # noqa: E402
+from engine.errors import GeneratorError, IZError  # noqa: E402
+from engine.generator import Generator  # noqa: E402
+from engine.models.catalog import default_model_path  # noqa: E402
 from engine.tasks import Example  # noqa: E402
 
 pytestmark = [

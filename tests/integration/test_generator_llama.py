@@ -21,9 +21,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("llama_cpp")
 
 from engine import paths  # noqa: E402
-from engine.generator import GeneratorError, default_model_path  # noqa: E402
+from engine.errors import GeneratorError  # noqa: E402
 from engine.generator_setup import make_generator, pick_backend  # noqa: E402
 from engine.llama_generator import LlamaCppGenerator, check_gguf  # noqa: E402
+from engine.models.catalog import default_model_path  # noqa: E402
 from engine.tasks import Example  # noqa: E402
 
 pytestmark = [

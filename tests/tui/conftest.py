@@ -16,7 +16,9 @@ import pytest
 from engine import paths
 from engine.config import Config
 from engine.errors import EngineError
-from engine.events import (
+from engine.store import History, open_history
+from engine.usage import Usage
+from engine.wire.events import (
     CandidateProposed,
     CandidateScored,
     Event,
@@ -27,7 +29,6 @@ from engine.events import (
     RunStarted,
     Status,
 )
-from engine.store import History, open_history
 
 ENDPOINT = {"name": "embedded", "base_url": "embedded", "model": "smollm2-135m-instruct"}
 
@@ -83,7 +84,9 @@ def fill_history(h: History) -> dict[str, Any]:
                  "score": float(ok), "cache_hit": False, "prompt_tokens": 20, "completion_tokens": 3,
                  "latency_s": 0.1}
                 for i, ((inp, ans), ok) in enumerate(zip(INPUTS[spec["task"]], per, strict=True))]
-            h.record_score(cid, dev_score=dev, scores=[float(p) for p in per], outputs=outputs, duplicate_of=dup)
+            usage = Usage.reused(len(per)) if dup else Usage.of_answers(outputs)
+            h.record_score(cid, dev_score=dev, scores=[float(p) for p in per], outputs=outputs, usage=usage,
+                           duplicate_of=dup)
             seen.setdefault(text, cid)
             if dev > best:
                 best_id, best, best_text = cid, dev, text

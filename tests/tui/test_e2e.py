@@ -56,8 +56,9 @@ async def test_run_rerank_export_with_the_real_engine(workdir: Path) -> None:
         # Open it in the history: filtered to the run, the cursor on its best candidate.
         await pilot.press("o")
         hist = await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen) and app.screen, what="history")
-        await wait_for(pilot, lambda: hist.filters()["run_id"] == run_id and hist.rows, what="its rows")
-        assert hist.current_id() == best_id
+        await wait_for(pilot, lambda: hist.filter_bar.filters()["run_id"] == run_id and hist.table.candidates,
+                       what="its rows")
+        assert hist.table.current_id() == best_id
 
         # Rerank the top 3 on the test split.
         await pilot.press("r")
@@ -68,16 +69,17 @@ async def test_run_rerank_export_with_the_real_engine(workdir: Path) -> None:
         reranked = {r["candidate_id"] for r in hist.rerank_results}
         assert 1 <= len(reranked) <= 3
         assert all(r["split"] == "test" for r in hist.rerank_results)
-        await wait_for(pilot, lambda: all(hist.rows[c]["rerank_score"] is not None for c in reranked), what="rows")
+        await wait_for(pilot, lambda: all(hist.table.candidates[c]["rerank_score"] is not None for c in reranked),
+                       what="rows")
         assert hist.query_one("#sort", Select).value == "rerank"
         top = max(hist.rerank_results, key=lambda r: r["rerank_score"])["rerank_score"]
-        first = hist.rows[int(hist.query_one("#hist-table", DataTable).ordered_rows[0].key.value)]
+        first = hist.table.candidates[int(hist.query_one("#hist-table", DataTable).ordered_rows[0].key.value)]
         assert (first["rerank_score"] or first["test_score"]) >= top - 1e-9
 
         # Export the best (the top row now) as JSON.
         table = hist.query_one("#hist-table", DataTable)
         table.move_cursor(row=0)
-        best_now = hist.current_id()
+        best_now = hist.table.current_id()
         await pilot.press("space", "e")
         export = await wait_for(pilot, lambda: ready(app.screen, ExportModal), what="export")
         export.query_one("#export-path", Input).value = "best.json"

@@ -37,7 +37,7 @@ async def test_lists_every_scored_candidate_best_first(filled) -> None:
         screen = await _history(pilot, app)
         ids = _ids(screen)
         assert len(ids) == 12  # the repeat of an instruction within a run is left out
-        devs = [screen.rows[i]["dev_score"] for i in ids]
+        devs = [screen.table.candidates[i]["dev_score"] for i in ids]
         assert devs == sorted(devs, reverse=True)
         assert "12 candidates" in text_of(app, "#hist-info")
 
@@ -49,32 +49,32 @@ async def test_full_text_search_and_filters(filled) -> None:
         await pilot.press("slash")
         assert app.focused is screen.query_one("#search", Input)
         await pilot.press(*"larger")
-        await wait_for(pilot, lambda: len(screen.rows) == 2, what="search results")
-        assert all("larger" in r["instruction"].lower() for r in screen.rows.values())
+        await wait_for(pilot, lambda: len(screen.table.candidates) == 2, what="search results")
+        assert all("larger" in r["instruction"].lower() for r in screen.table.candidates.values())
         assert screen.query_one("#sort", Select).value == "relevance"
         await pilot.press("enter")  # back to the table
         assert app.focused is screen.query_one("#hist-table", DataTable)
         screen.query_one("#search", Input).value = ""
-        await wait_for(pilot, lambda: len(screen.rows) == 12, what="all again")
+        await wait_for(pilot, lambda: len(screen.table.candidates) == 12, what="all again")
         screen.query_one("#f-run", Select).value = filled["runs"][1]
-        await wait_for(pilot, lambda: len(screen.rows) == 4, what="run filter")
+        await wait_for(pilot, lambda: len(screen.table.candidates) == 4, what="run filter")
         screen.query_one("#f-run", Select).clear()
         screen.query_one("#f-method", Select).value = "ape"
-        await wait_for(pilot, lambda: len(screen.rows) == 3, what="method filter")
+        await wait_for(pilot, lambda: len(screen.table.candidates) == 3, what="method filter")
         screen.query_one("#f-method", Select).clear()
         screen.query_one("#f-task", Select).value = "first_letter"
-        await wait_for(pilot, lambda: len(screen.rows) == 3, what="task filter")
+        await wait_for(pilot, lambda: len(screen.table.candidates) == 3, what="task filter")
         screen.query_one("#f-task", Select).clear()
         screen.query_one("#f-min", Input).value = "0.9"
-        await wait_for(pilot, lambda: len(screen.rows) == 2, what="min score")
+        await wait_for(pilot, lambda: len(screen.table.candidates) == 2, what="min score")
         screen.query_one("#f-min", Input).value = ""
         screen.query_one("#f-max", Input).value = "0.1"
-        await wait_for(pilot, lambda: len(screen.rows) == 2, what="max score")
+        await wait_for(pilot, lambda: len(screen.table.candidates) == 2, what="max score")
         screen.query_one("#f-max", Input).value = ""
         screen.query_one("#starred", Checkbox).value = True
-        await wait_for(pilot, lambda: len(screen.rows) == 1, what="starred")
+        await wait_for(pilot, lambda: len(screen.table.candidates) == 1, what="starred")
         screen.query_one("#f-method", Select).value = "random"
-        await wait_for(pilot, lambda: len(screen.rows) == 0, what="nothing")
+        await wait_for(pilot, lambda: len(screen.table.candidates) == 0, what="nothing")
         assert "no candidates match" in text_of(app, "#hist-info")
 
 
@@ -98,7 +98,7 @@ async def test_star_and_note(filled, history) -> None:
     app = IZApp(config=default_config())
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await _history(pilot, app)
-        cid = screen.current_id()
+        cid = screen.table.current_id()
         assert cid == filled["best"][filled["runs"][0]]  # starred already
         await pilot.press("s")
         assert not history.candidate(cid)["star"]
@@ -109,7 +109,7 @@ async def test_star_and_note(filled, history) -> None:
         modal.query_one("#note-input", Input).value = ""
         await pilot.press(*"too vague", "enter")
         await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen), what="back")
-        other = screen.current_id()
+        other = screen.table.current_id()
         assert other != cid
         assert history.candidate(other)["note"] == "too vague"
         assert "too vague" in text_of(app, "#hist-info")
@@ -119,7 +119,7 @@ async def test_details_show_outputs_and_scores(filled, history) -> None:
     app = IZApp(config=default_config())
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await _history(pilot, app)
-        cid = screen.current_id()
+        cid = screen.table.current_id()
         await pilot.press("enter")
         detail = await wait_for(pilot, lambda: isinstance(app.screen, CandidateScreen) and app.screen, what="detail")
         table = detail.query_one("#detail-outputs", DataTable)
@@ -139,7 +139,7 @@ async def test_details_show_outputs_and_scores(filled, history) -> None:
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen), what="back")
         await pilot.pause()
-        assert not screen.rows[cid]["star"]  # the list reloaded the mark made in the detail view
+        assert not screen.table.candidates[cid]["star"]  # the list reloaded the mark made in the detail view
 
 
 async def test_rerank_selected_candidates(filled, fake_engine, history) -> None:
@@ -148,18 +148,18 @@ async def test_rerank_selected_candidates(filled, fake_engine, history) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await _history(pilot, app)
         await pilot.press("down", "down", "space", "space")
-        chosen = list(screen.selected)
+        chosen = list(screen.table.selected)
         assert len(chosen) == 2
         await pilot.press("r")
         modal = await wait_for(pilot, lambda: ready(app.screen, RerankModal), what="modal")
         modal.query_one("#rerank-n", Input).value = "7"
         await pilot.click(".ok")
         await wait_for(pilot, lambda: screen.query_one("#sort", Select).value == "rerank", what="sorted by rerank")
-        await wait_for(pilot, lambda: all(screen.rows[c]["rerank_score"] is not None for c in chosen), what="new")
+        await wait_for(pilot, lambda: all(screen.table.candidates[c]["rerank_score"] is not None for c in chosen), what="new")
         assert factory.engine.reranked == [chosen]
         ids = _ids(screen)
         # the rerank column shows the new scores, and the list sorts by them (rerank, then test, then dev)
-        keyed = [screen.rows[i].get("rerank_score") or screen.rows[i].get("test_score") or -1 for i in ids]
+        keyed = [screen.table.candidates[i].get("rerank_score") or screen.table.candidates[i].get("test_score") or -1 for i in ids]
         assert keyed == sorted(keyed, reverse=True)
         table = screen.query_one("#hist-table", DataTable)
         assert str(table.get_cell(str(chosen[1]), "rerank")) == "0.250"
@@ -179,7 +179,7 @@ async def test_rerank_top_k_of_a_run(filled, fake_engine) -> None:
         await wait_for(pilot, lambda: factory.engine.reranked, what="rerank sent")
         # top 3 by dev score, one per distinct instruction (candidate 5 repeats candidate 2's instruction)
         assert factory.engine.reranked == [[4, 2, 6]]
-        await wait_for(pilot, lambda: screen.filters()["run_id"] == run1, what="run shown")
+        await wait_for(pilot, lambda: screen.filter_bar.filters()["run_id"] == run1, what="run shown")
         await wait_for(pilot, lambda: _ids(screen)[:3] == [6, 2, 4], what="sorted by the new scores")
 
 
@@ -201,7 +201,7 @@ async def test_export_selection_as_json_and_run_as_markdown(filled, workdir: Pat
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await _history(pilot, app)
         await pilot.press("space", "space")
-        chosen = list(screen.selected)
+        chosen = list(screen.table.selected)
         await pilot.press("e")
         modal = await wait_for(pilot, lambda: ready(app.screen, ExportModal),
                               what="export")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from textual.widgets import Input, OptionList, Select, TextArea
 
 from iz_tui.app import IZApp
-from iz_tui.screens.home import PRESETS, HomeScreen, RunRequest
+from iz_tui.requests import PRESETS, RunRequest
+from iz_tui.screens.home import HomeScreen
 from iz_tui.screens.run import RunScreen
 
 from .conftest import default_config

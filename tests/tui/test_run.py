@@ -8,6 +8,7 @@ from iz_tui.app import IZApp
 from iz_tui.screens.history import HistoryScreen
 from iz_tui.screens.home import HomeScreen
 from iz_tui.screens.run import BEST, RunScreen
+from iz_tui.widgets.common import paid_calls
 from iz_tui.widgets.plot import BestPlot
 
 from .conftest import default_config
@@ -39,6 +40,21 @@ async def test_a_run_shows_progress_candidates_and_the_result(fake_engine) -> No
         result = text_of(app, "#run-result-text")
         assert "Finished" in result and "Pick the bigger one." in result
         assert "dev 0.800" in result and "test 0.667" in result
+
+
+async def test_the_counts_and_the_result_show_the_same_paid_calls(fake_engine) -> None:
+    """The counts line (top) and the result (bottom) read the same engine totals: once the run has finished,
+    that is its summary, which adds the test calls to those of the last scored candidate."""
+    app = IZApp(config=default_config(), engine_factory=fake_engine("finish"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _start(pilot, app)
+        await wait_for(pilot, lambda: screen.state == "finished", what="the run to finish")
+        await pilot.pause()
+        paid = paid_calls(screen.summary["calls"], screen.summary["calls_saved"])  # "9 calls · 3 saved by cache"
+        counts, result = text_of(app, "#run-counts"), text_of(app, "#run-result-text")
+        assert counts == f"10/10 evals · {paid}"
+        assert f"10 evaluations · {paid} ·" in result
+        assert "27 calls" not in counts  # the last scored candidate's count, before the summary came
 
 
 async def test_cancel_with_the_key(fake_engine) -> None:
@@ -94,9 +110,9 @@ async def test_open_the_finished_run_in_the_history(fake_engine, filled) -> None
         await pilot.press("o")
         hist = await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen) and app.screen, what="history")
         await pilot.pause()
-        assert hist.filters()["run_id"] == screen.run_id
-        assert hist.current_id() == screen.best_id
-        assert {r["run_id"] for r in hist.rows.values()} == {screen.run_id}
+        assert hist.filter_bar.filters()["run_id"] == screen.run_id
+        assert hist.table.current_id() == screen.best_id
+        assert {r["run_id"] for r in hist.table.candidates.values()} == {screen.run_id}
 
 
 async def test_escape_goes_back_and_quit_closes_the_engine(fake_engine) -> None:

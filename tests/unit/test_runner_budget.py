@@ -15,86 +15,24 @@ loaded and every test runs in a fraction of a second.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from unit_fakes import FakeEndpoint
+from unit_fakes import FakeEndpoint, FakeGenerator, engine_with_fakes
 
-from engine.config import Config, EndpointProfile, RunSettings
-from engine.events import CandidateScored, Event, RunFinished
+from engine.config import RunSettings
 from engine.runner import Engine, _RunState
-from engine.store import open_history
+from engine.wire.events import CandidateScored, Event, RunFinished
 
 TASK = "larger_animal"
 
 
-class _Points(list):  # type: ignore[type-arg]
-    """What ``Engine._next_points`` returns, minus torch: rows of floats with ``tolist()``."""
-
-    def tolist(self) -> list[list[float]]:
-        return [list(row) for row in self]
-
-
-class FakeGenerator:
-    """Stands in for the local model: ``instructions`` hands out the scripted texts in order (then repeats the
-    last one forever), one per soft-prompt point, and records how many it was asked for each time."""
-
-    def __init__(self, script: list[str]) -> None:
-        self.script = list(script)
-        self.asked: list[int] = []
-        self.projections = 0
-
-    def projection(self, intrinsic_dim: int, n_soft_tokens: int, seed: int, kind: str) -> object:
-        self.projections += 1
-        return ("projection", intrinsic_dim, n_soft_tokens, seed, kind)
-
-    def instructions(self, Z: Any, demos: Any, proj: Any, n_soft_tokens: int) -> list[str]:  # noqa: N803
-        assert proj[0] == "projection" and len(demos) > 0
-        n = len(Z)
-        self.asked.append(n)
-        out = []
-        for _ in range(n):
-            out.append(self.script.pop(0) if len(self.script) > 1 else self.script[0])
-        return out
-
-
-@pytest.fixture()
-def fake() -> Iterator[FakeEndpoint]:
-    f = FakeEndpoint()
-    yield f
-    f.close()
-
-
-@pytest.fixture(autouse=True)
-def _no_real_generator(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A test that reached the real generator would load a model: fail at once instead."""
-
-    def refuse(*_: Any, **__: Any) -> Any:
-        raise AssertionError("the test tried to load the real generator")
-
-    monkeypatch.setattr("engine.generator_setup.make_run_generator", refuse)
+pytestmark = pytest.mark.usefixtures("no_real_generator")
 
 
 def _engine(fake: FakeEndpoint, tmp_path: Path, generator: FakeGenerator | None = None) -> Engine:
-    config = Config(
-        default_endpoint="fake",
-        endpoints={
-            "embedded": EndpointProfile(model="smollm2-135m-instruct"),
-            "fake": EndpointProfile(base_url=fake.url, model="fake-model", max_retries=0),
-        },
-    )
-    engine = Engine(config, open_history(tmp_path / "history.db"))
-    if generator is not None:
-        engine._generator = generator  # the attribute Engine.generator() caches the loaded model in
-
-        def points(state: _RunState, iteration: int, n: int) -> _Points:
-            d = state.settings.intrinsic_dim
-            return _Points([[0.01 * (iteration + 1) * (i + 1)] * d for i in range(n)])
-
-        engine._next_points = points  # type: ignore[method-assign]  # skip torch / BO: not what is tested
-    return engine
+    return engine_with_fakes(fake, tmp_path, generator)
 
 
 def _settings(**kw: Any) -> RunSettings:

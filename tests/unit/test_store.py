@@ -10,6 +10,7 @@ import pytest
 from engine.errors import SchemaTooNewError, StoreError
 from engine.store import open_history
 from engine.store.migrations import known_names
+from engine.usage import Usage
 
 
 def _run_with_candidates(h, instructions: list[str], task: str = "larger_animal", method: str = "instructzero"):
@@ -19,7 +20,7 @@ def _run_with_candidates(h, instructions: list[str], task: str = "larger_animal"
         cid = h.add_candidate(run, 0, i, [0.1 * i, -0.2], text)
         out = [{"input": "cat, whale", "answers": ["whale"], "output": "whale", "score": 1.0, "cache_hit": False,
                 "prompt_tokens": 10, "completion_tokens": 2, "latency_s": 0.1}]
-        h.record_score(cid, dev_score=0.1 * (i + 1), scores=[0.1 * (i + 1)], outputs=out)
+        h.record_score(cid, dev_score=0.1 * (i + 1), scores=[0.1 * (i + 1)], outputs=out, usage=Usage.of_answers(out))
         ids.append(cid)
     return run, ids
 
@@ -41,11 +42,49 @@ def test_fresh_database_applies_all_migrations_and_uses_wal(tmp_path: Path) -> N
 def test_schema_has_the_columns_the_engine_relies_on(tmp_path: Path) -> None:
     h = open_history(tmp_path / "h.db")
     cols = {c.name for c in h.db["candidates"].columns}
-    assert {"run_id", "iteration", "z", "instruction", "dev_score", "scores", "prompt_tokens", "latency_s",
+    assert {"run_id", "iteration", "z_json", "instruction", "dev_score", "scores_json", "prompt_tokens", "latency_s",
             "cache_hit"} <= cols
-    assert {"task", "method", "settings", "status", "created_at", "best_candidate_id", "test_score"} <= {
-        c.name for c in h.db["runs"].columns}
-    assert {"key", "base_url", "model", "params", "prompt_sha256", "response"} <= {c.name for c in h.db["cache"].columns}
+    assert {"task", "method", "settings_json", "endpoint_json", "status", "created_at", "best_candidate_id",
+            "test_score"} <= {c.name for c in h.db["runs"].columns}
+    assert {"key", "base_url", "model", "params_json", "prompt_sha256", "response"} <= {
+        c.name for c in h.db["cache"].columns}
+    # Every column holding JSON says so in its name.
+    for table in ("runs", "candidates", "outputs", "scores", "cache"):
+        for c in h.db[table].columns:
+            if c.name in ("settings", "endpoint", "z", "scores", "answers", "params"):
+                raise AssertionError(f"{table}.{c.name} holds JSON but is not named *_json")
+
+
+def test_json_column_migration_keeps_old_rows_and_search(tmp_path: Path) -> None:
+    """A history written before m002 (JSON columns under their short names) opens with every row readable."""
+    from sqlite_utils import Database
+
+    from engine.store.migrations import migrations
+
+    path = tmp_path / "old.db"
+    db = Database(path)
+    migrations.apply(db, stop_before="m002_json_columns")
+    run = db["runs"].insert({"task": "t", "method": "instructzero", "settings": '{"seed": 3, "instructions": []}',
+                             "endpoint": '{"name": "embedded", "model": "m"}', "status": "finished"}).last_pk
+    cid = db["candidates"].insert({"run_id": run, "iteration": 0, "position": 0, "z": "[0.5, -0.5]",
+                                   "instruction": "Name the bigger animal.", "status": "scored", "dev_score": 1.0,
+                                   "scores": "[1.0]"}).last_pk
+    db["outputs"].insert({"candidate_id": cid, "split": "dev", "example_index": 0, "input": "cat, whale",
+                          "answers": '["whale"]', "output": "whale", "score": 1.0, "cache_hit": 0})
+    db["scores"].insert({"candidate_id": cid, "kind": "test", "split": "test", "n_examples": 1,
+                         "endpoint": '{"name": "embedded"}', "metric": "exact", "score": 1.0})
+    db["cache"].insert({"key": "k", "base_url": "u", "model": "m", "params": '{"temperature": 0}',
+                        "prompt_sha256": "p", "response": "whale"})
+    db.close()
+    h = open_history(path)
+    assert h.schema_version == len(known_names())
+    assert h.run(run)["settings"] == {"seed": 3, "instructions": []} and h.run(run)["endpoint"]["model"] == "m"
+    c = h.candidate(cid)
+    assert c["z"] == [0.5, -0.5] and c["scores"] == [1.0] and "z_json" not in c
+    assert h.outputs(cid)[0]["answers"] == ["whale"]
+    assert h.scores(cid)[0]["endpoint"] == {"name": "embedded"}
+    assert h.cache_get("k")["params"] == {"temperature": 0}
+    assert [r["id"] for r in h.search("bigger")] == [cid], "full-text search survives the rename"
     assert {"star", "note", "manual_rank"} <= {c.name for c in h.db["marks"].columns}
 
 
@@ -115,7 +154,8 @@ def test_record_score_is_one_transaction(tmp_path: Path) -> None:
     cid = h.add_candidate(run, 0, 0, None, "Do it.")
     bad_outputs = [{"input": "x", "answers": ["y"], "output": "y", "score": 1.0}, {"input": "x"}]  # 2nd is broken
     with pytest.raises(KeyError):
-        h.record_score(cid, dev_score=1.0, scores=[1.0, 0.0], outputs=bad_outputs, run_totals={"evaluations": 1})
+        h.record_score(cid, dev_score=1.0, scores=[1.0, 0.0], outputs=bad_outputs, usage=Usage(calls=2),
+                       run_totals={"evaluations": 1})
     assert h.candidate(cid)["status"] == "proposed"
     assert h.outputs(cid) == []
     assert h.run(run)["evaluations"] == 0

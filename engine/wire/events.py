@@ -1,8 +1,9 @@
 """Typed progress events: what a run tells the world while it works.
 
-The runner emits them; the engine server sends them as JSON notifications; the client turns them back into
-these dataclasses; the TUI turns them into Textual messages and the CLI into a progress bar. Light on purpose
-(stdlib only): both sides of the process boundary import it.
+The runner emits them; the engine server sends them as JSON notifications (:func:`engine.wire.protocol.
+notification`); the client turns them back into these dataclasses with :func:`event_from_dict`; the TUI turns
+them into Textual messages and the CLI into a progress bar. Light on purpose (stdlib only): both sides of the
+process boundary import it.
 """
 
 from __future__ import annotations

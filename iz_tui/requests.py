@@ -1,0 +1,172 @@
+"""What the forms ask for, as plain data: the run to start (:class:`RunRequest`), its budget, the presets, and the
+checks on typed values. Pure (no widgets), so it is unit-tested without a terminal; screens read their widgets
+into these and hand the result to the app.
+
+Run settings have one home, :class:`engine.config.RunSettings`: the method list, the defaults and the budget
+arithmetic (evaluations <-> BO iterations) come from there and are not repeated here.
+
+Budget presets exist because the paper's setting (150 evaluations of 20 dev examples) takes a long time on a
+laptop CPU; "quick" is a first try (about a minute on the bundled 135M pair, two to three with the default Qwen
+pair on 2 cores), "paper" reproduces the published setting (the run defaults out of the box).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from engine.config import RunSettings
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Evaluations (instructions scored), Sobol initial points, batch per BO iteration, dev and test sizes."""
+
+    evaluations: int
+    n_init: int
+    batch_size: int
+    n_dev: int
+    n_test: int
+
+    @classmethod
+    def of(cls, settings: RunSettings) -> Budget:
+        """The budget a set of run settings spends."""
+        return cls(settings.evaluations, settings.n_init, settings.batch_size, settings.n_dev, settings.n_test)
+
+    @property
+    def iterations(self) -> int:
+        """BO iterations after the Sobol start (the engine's arithmetic)."""
+        return RunSettings.iterations_for(self.evaluations, self.n_init, self.batch_size)
+
+    @property
+    def max_calls(self) -> int:
+        """Black-box calls the budget may pay for at most (every dev example of every evaluation, then test)."""
+        return self.evaluations * self.n_dev + self.n_test
+
+    def settings(self) -> dict[str, int]:
+        """Run settings for the engine; the iteration count follows from the budget."""
+        return {"budget_evaluations": self.evaluations, "n_init": self.n_init, "batch_size": self.batch_size,
+                "n_iterations": self.iterations, "n_dev": self.n_dev, "n_test": self.n_test}
+
+    def problem(self) -> str | None:
+        """What is wrong with these numbers, in words; None when a run can use them."""
+        if min(self.evaluations, self.n_init, self.batch_size, self.n_dev) < 1 or self.n_test < 0:
+            return "evals, init, batch and dev must be at least 1 (test may be 0)"
+        if self.n_init > self.evaluations:
+            return f"init ({self.n_init}) cannot exceed the budget ({self.evaluations} evaluations)"
+        return None
+
+
+PRESETS: dict[str, Budget] = {
+    "quick": Budget(10, 5, 5, 5, 10),
+    "paper": Budget.of(RunSettings()),
+}
+#: What the preset picker shows; "custom" is any other set of numbers.
+PRESET_LABELS: dict[str, str] = {
+    "quick": f"quick: {PRESETS['quick'].evaluations} evals (1-3 min)",
+    "paper": (f"paper: {PRESETS['paper'].evaluations} evals "
+              f"({PRESETS['paper'].n_init}+{PRESETS['paper'].iterations}×{PRESETS['paper'].batch_size})"),
+    "custom": "custom",
+}
+#: The budget's number fields on the form: (Budget attribute, short label).
+FIELDS: tuple[tuple[str, str], ...] = (("evaluations", "evals"), ("n_init", "init"), ("batch_size", "batch"),
+                                       ("n_dev", "dev"), ("n_test", "test"))
+
+
+def preset_of(budget: Budget | None) -> str:
+    """The preset these numbers are, or "custom"."""
+    return next((name for name, b in PRESETS.items() if b == budget), "custom")
+
+
+def parse_budget(values: Mapping[str, str]) -> Budget | None:
+    """The budget typed in the number fields (keyed by :data:`FIELDS` attribute), or None if one is not a number."""
+    numbers: dict[str, int] = {}
+    for attr, _ in FIELDS:
+        try:
+            numbers[attr] = int(values.get(attr, "").strip())
+        except ValueError:
+            return None
+    return Budget(**numbers)
+
+
+def parse_instructions(text: str) -> list[str]:
+    """The manual method's instructions: one a line, blank lines skipped."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything the engine needs to start a run, as chosen on the home screen."""
+
+    task: str
+    method: str
+    endpoint: str
+    settings: dict[str, Any]
+    instructions: tuple[str, ...] = ()
+
+    @property
+    def budget(self) -> int:
+        if self.method == "manual":
+            return len(self.instructions)
+        return int(self.settings.get("budget_evaluations") or 0)
+
+
+def build_request(task: str | None, method: str, endpoint: str, budget: Budget | None,
+                  instructions: Sequence[str] = (), *, n_examples: int | None = None,
+                  n_demos: int = RunSettings.model_fields["n_demos"].default) -> RunRequest | str:
+    """The run to start, or what is wrong with the form (said in words, not a traceback).
+
+    ``n_examples`` is the task's size (None: unknown, not checked); ``n_demos`` the demos a run takes from it."""
+    if not task:
+        return "pick a task first"
+    if method == "manual":
+        if not instructions:
+            return "the manual method scores instructions you write: type at least one (one a line)"
+        settings: dict[str, Any] = {"method": method}
+        if budget is not None:
+            settings.update(n_dev=budget.n_dev, n_test=budget.n_test)
+        return RunRequest(task, method, endpoint, settings, tuple(instructions))
+    if budget is None:
+        return "the budget numbers must be whole numbers"
+    problem = budget.problem()
+    if problem:
+        return problem
+    if n_examples is not None and budget.n_dev + budget.n_test + n_demos > n_examples:
+        return (f"{task} has {n_examples} examples: dev {budget.n_dev} + test {budget.n_test} + {n_demos} demos "
+                "do not fit; lower dev or test")
+    return RunRequest(task, method, endpoint, {"method": method, **budget.settings()})
+
+
+def estimate(method: str, budget: Budget | None, n_instructions: int = 0) -> str:
+    """The line under the form saying what a run will cost (markup)."""
+    if method == "manual":
+        return f"{n_instructions} instruction{'s' if n_instructions != 1 else ''} to score"
+    if budget is None:
+        return "[red]numbers only[/]"
+    return (f"≤ {budget.max_calls} black-box calls "
+            f"({budget.evaluations}×{budget.n_dev} dev + {budget.n_test} test)")
+
+
+def stored_budget(run: Mapping[str, Any]) -> int:
+    """The evaluation budget of a recorded run (a history row), as the engine counts it; 0 if unreadable."""
+    from engine.config import revive
+
+    try:
+        stored = revive(run)
+    except Exception:  # a row written by another version: the engine's RunStarted will say the budget
+        return 0
+    return len(stored.instructions) if stored.settings.method == "manual" else stored.settings.evaluations
+
+
+def compare_pair(runs: Sequence[Mapping[str, Any]], preferred: Sequence[int] = ()) -> tuple[int, int] | None:
+    """The two runs the compare dialog proposes: the preferred ones (else the newest), completed by the newest
+    other run of the same task (comparing methods is the usual question). None with fewer than two runs."""
+    if len(runs) < 2:
+        return None
+    ids = [r["id"] for r in runs]
+    task = {r["id"]: r["task"] for r in runs}
+    picks = list(dict.fromkeys(p for p in preferred if p in ids)) or ids[:1]
+    picks += sorted((i for i in ids if i not in picks), key=lambda i: (task[i] != task[picks[0]], -i))
+    return picks[0], picks[1]
+

@@ -1,0 +1,36 @@
+"""The base of every screen: ``self.app`` typed once as :class:`IZApp`, so screens reach the app's state (the
+history, the config, the engine) and its navigation (``open_run``, ``open_history``, ``open_candidate``,
+``open_compare``) without casts or ``type: ignore``.
+
+Screens never import each other: they ask the app to open the next one, and the app (the only module that
+knows every screen) imports them when they are first shown.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypeVar
+
+from textual.screen import Screen
+
+if TYPE_CHECKING:  # iz_tui.app imports the screens (lazily): a runtime import here would be a cycle
+    from textual import getters
+
+    from engine.store import History
+    from iz_tui.app import IZApp
+
+ResultType = TypeVar("ResultType")
+
+
+class BaseScreen(Screen[ResultType]):
+    """A full screen of the InstructZero app."""
+
+    if TYPE_CHECKING:
+        # ``self.app`` typed once, for the type checker: Textual's typed accessor (a property override would not
+        # type-check against Textual's own declaration). At run time the inherited ``app`` already returns the
+        # running IZApp, so nothing is imported or checked on each access.
+        app = getters.app(IZApp)
+
+    @property
+    def history(self) -> History:
+        """The history database the app opened."""
+        return self.app.history

@@ -1,0 +1,135 @@
+"""The history's table: one candidate a row (keyed by its id), the rows' data, the cursor and the selection.
+
+It only shows what it is given (:meth:`HistoryTable.fill`) and keeps the marks it draws in step; reading the
+history and writing marks are the screen's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.markup import escape
+from rich.text import Text
+from textual.widgets import DataTable
+
+from iz_tui.widgets.common import fmt_score, short
+
+#: (label, column key, width; None takes the rest)
+COLUMNS: tuple[tuple[str, str, int | None], ...] = (
+    ("✓", "sel", 1), ("★", "star", 1), ("id", "id", 4), ("run", "run", 3), ("task", "task", 10), ("dev", "dev", 5),
+    ("test", "test", 5), ("rerank", "rerank", 6), ("instruction", "instruction", None),
+)
+
+
+def _check(on: bool) -> Text | str:
+    return Text("✓", style="bold cyan") if on else ""
+
+
+def _star(on: bool) -> Text | str:
+    return Text("★", style="bold yellow") if on else ""
+
+
+class HistoryTable(DataTable[Any]):
+    """Candidates, best first (or in the order given)."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        #: The shown candidates' data, by id.
+        self.candidates: dict[int, dict[str, Any]] = {}
+        #: Selected candidate ids, in the order they were selected (kept across reloads).
+        self.selected: list[int] = []
+
+    def on_mount(self) -> None:
+        for label, key, width in COLUMNS:
+            self.add_column(label, key=key, width=width)
+
+    # -- content ------------------------------------------------------------------------------------------
+    def fill(self, rows: Sequence[dict[str, Any]], keep_cursor: bool = True) -> None:
+        """Show these candidates; the cursor stays on the same candidate when it is still listed."""
+        current = self.current_id() if keep_cursor else None
+        self.candidates = {r["id"]: r for r in rows}
+        self.clear()
+        for r in rows:
+            self.add_row(*self._cells(r), key=str(r["id"]))
+        if current is not None:
+            self.move_to(current)
+
+    def _cells(self, r: dict[str, Any]) -> list[Any]:
+        return [
+            _check(r["id"] in self.selected),
+            _star(bool(r.get("star"))),
+            str(r["id"]),
+            str(r["run_id"]),
+            short(r["task"], 10),
+            fmt_score(r["dev_score"]),
+            fmt_score(r.get("test_score")),
+            fmt_score(r.get("rerank_score")),
+            short(r["instruction"], 200),
+        ]
+
+    def move_to(self, candidate_id: int) -> bool:
+        """Put the cursor on a candidate if it is listed."""
+        if candidate_id not in self.candidates:
+            return False
+        self.move_cursor(row=self.get_row_index(str(candidate_id)))
+        return True
+
+    # -- the cursor ---------------------------------------------------------------------------------------
+    def current_id(self) -> int | None:
+        if self.row_count == 0:
+            return None
+        try:
+            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        except Exception:  # an empty or shrinking table
+            return None
+        return int(key) if key is not None else None
+
+    def current(self) -> dict[str, Any] | None:
+        cid = self.current_id()
+        return self.candidates.get(cid) if cid is not None else None
+
+    # -- marks --------------------------------------------------------------------------------------------
+    def toggle_selected(self) -> int | None:
+        """Select or unselect the highlighted candidate and move to the next row; its id, or None."""
+        cid = self.current_id()
+        if cid is None:
+            return None
+        if cid in self.selected:
+            self.selected.remove(cid)
+        else:
+            self.selected.append(cid)
+        self.update_cell(str(cid), "sel", _check(cid in self.selected))
+        if self.cursor_row < self.row_count - 1:
+            self.move_cursor(row=self.cursor_row + 1)
+        return cid
+
+    def show_star(self, candidate_id: int, star: bool) -> None:
+        """Draw a candidate's star as stored."""
+        c = self.candidates.get(candidate_id)
+        if c is None:
+            return
+        c["star"] = int(star)
+        self.update_cell(str(candidate_id), "star", _star(star))
+
+    def selected_runs(self) -> list[int]:
+        """The runs the selected candidates belong to, in id order."""
+        return sorted({self.candidates[c]["run_id"] for c in self.selected if c in self.candidates})
+
+    # -- the line under the table -------------------------------------------------------------------------
+    def info(self, narrowed: bool, extra: str = "") -> str:
+        """Counts and the highlighted candidate in full (markup); ``narrowed``: whether filters are set."""
+        n = len(self.candidates)
+        head = f"{n} candidate{'s' if n != 1 else ''}"
+        if self.selected:
+            head += f" · {len(self.selected)} selected"
+        if n == 0:
+            msg = "no candidates match" if narrowed else "no runs yet: start one from the home screen (ctrl+n)"
+            return f"{head} · {msg}{extra}"
+        c = self.current()
+        if c is None:
+            return head + extra
+        line = f"{head} · #{c['id']} run {c['run_id']} {c['method']} it {c['iteration']}"
+        if c.get("note"):
+            line += f" · note: {short(c['note'], max(70 - len(line), 10))}"
+        return f"{escape(line)}{extra}\n[b]{escape(short(c['instruction'], 150))}[/]"
