@@ -212,6 +212,16 @@ class StoredRun(NamedTuple):
     endpoint_name: str
     profile: EndpointProfile
 
+    def like(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The ``start_run`` parameters of a new run just like this one (``iz run --like``): the same full
+        settings (seed included) with ``overrides`` on top, the same endpoint, model and instructions."""
+        return {
+            "settings": {**self.settings.model_dump(), **(overrides or {})},
+            "endpoint": self.endpoint_name,
+            "model": self.profile.model,
+            "instructions": list(self.instructions),
+        }
+
 
 def revive(row: Mapping[str, Any]) -> StoredRun:
     """Rebuild a run's settings and endpoint profile from its history row — the one way resume, rerank and

@@ -31,13 +31,29 @@ def export_data(history: History, run_id: int | None = None, candidate_ids: Sequ
     run_rows = []
     for rid in sorted(runs):
         r = history.run(rid)
-        run_rows.append({k: r[k] for k in ("id", "task", "method", "status", "settings", "endpoint", "created_at",
+        run_rows.append({k: r[k] for k in ("id", "task", "method", "status", "settings", "endpoint", "provenance",
+                                           "created_at",
                                            "best_instruction", "best_dev_score", "test_score", "evaluations",
                                            "calls", "calls_saved", "prompt_tokens", "completion_tokens", "seconds")})
     return {
         "runs": run_rows,
         "candidates": [{k: c.get(k) for k in _CAND_FIELDS} for c in cands],
     }
+
+
+def made_with(provenance: dict[str, Any] | None) -> str:
+    """One line naming the models (with short file hashes), the seed and the package version of a run."""
+    if not provenance:
+        return "not recorded (the run is older than the provenance records)"
+
+    def model(ident: dict[str, Any] | None) -> str:
+        if not ident:
+            return "none"
+        sha = ident.get("sha256")
+        return f"{ident.get('name') or ident.get('model')}" + (f" [{sha[:12]}]" if sha else "")
+
+    return (f"generator {model(provenance.get('generator'))} · black box {model(provenance.get('blackbox'))} · "
+            f"seed {provenance.get('seed')} · instructzero {provenance.get('version')}")
 
 
 def to_json(data: dict[str, Any]) -> str:
@@ -56,6 +72,7 @@ def to_markdown(data: dict[str, Any]) -> str:
             "",
             f"- status: {r['status']}; created {r['created_at']}",
             f"- endpoint: {r['endpoint'].get('name')} ({r['endpoint'].get('model')})",
+            f"- made with: {made_with(r.get('provenance'))}",
             f"- best instruction: **{r['best_instruction']}**",
             f"- dev score: {_fmt(r['best_dev_score'])}; test score: {_fmt(r['test_score'])}",
             f"- evaluations: {r['evaluations']}; black-box calls: {r['calls']} (saved by cache/dedup: "

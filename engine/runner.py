@@ -22,6 +22,7 @@ from typing import Any
 from engine.config import Config, EndpointProfile, RunSettings, load_config, revive
 from engine.errors import IZError
 from engine.models.embedded import EmbeddedServers, servers
+from engine.provenance import run_provenance
 from engine.store import History, open_history
 from engine.store.history import now
 from engine.tasks import Example, Splits, Task, load_task, make_splits
@@ -148,6 +149,23 @@ class Engine:
                 self._blackboxes[key] = BlackBox(profile, self.history, base_url=base_url, cache_identity=identity)
             return self._blackboxes[key]
 
+    async def _scorers(
+        self, task: Task, name: str, profile: EndpointProfile, emit: Emit = _noop, run_id: int = 0
+    ) -> tuple[Any, Any]:
+        """The client that scores ``task`` on this endpoint and, for a ``judge`` task, the judge's client.
+
+        A task that sets ``api`` gets the profile with that api (the api is part of the profile, hence of the cache
+        key); its other prompt settings travel as per-request overrides (engine.blackbox.scoring). The judge is the
+        task's named profile, else this endpoint as configured; its calls are ordinary calls of the run.
+        """
+        scoring = profile.model_copy(update={"api": task.api}) if task.api and task.api != profile.api else profile
+        bb = await self.blackbox(name, scoring, emit, run_id)
+        judge = None
+        if task.judge is not None:
+            jname, jprofile = self.config.endpoint(task.judge.endpoint) if task.judge.endpoint else (name, profile)
+            judge = await self.blackbox(jname, jprofile, emit, run_id)
+        return bb, judge
+
     async def aclose(self) -> None:
         for bb in self._blackboxes.values():
             await bb.aclose()
@@ -184,9 +202,13 @@ class Engine:
             raise IZError("the manual method needs instructions to score", "pass --instruction TEXT (repeatable)")
         if settings.method == "ape" and settings.ape_endpoint:
             self.config.endpoint(settings.ape_endpoint)  # an unknown proposer profile fails here, not mid-run
+        if task.judge is not None and task.judge.endpoint:
+            self.config.endpoint(task.judge.endpoint)  # so does an unknown judge profile
         stored = settings.model_dump()
         stored["instructions"] = list(instructions)
-        return self.history.create_run(task.name, settings.method, stored, {"name": name, **profile.public()})
+        made_with = run_provenance(self.config, settings, name, profile)
+        return self.history.create_run(task.name, settings.method, stored, {"name": name, **profile.public()},
+                                       made_with)
 
     async def run(
         self,
@@ -268,7 +290,7 @@ class Engine:
 
     async def _execute(self, state: _RunState, emit: Emit, cancel: asyncio.Event) -> None:
         self._restore_proposer_costs(state)
-        bb = await self.blackbox(state.endpoint_name, state.profile, emit, state.run_id)
+        bb, judge = await self._scorers(state.task, state.endpoint_name, state.profile, emit, state.run_id)
         iteration = 0
         while not cancel.is_set():
             existing = [c for c in self.history.candidates(state.run_id) if c["iteration"] == iteration]
@@ -297,7 +319,7 @@ class Engine:
                 state.stop_reason = state.budget_hit()
                 if state.stop_reason:
                     return
-                await self._score_candidate(state, bb, cand, emit)
+                await self._score_candidate(state, bb, cand, emit, judge)
             emit(IterationDone(state.run_id, iteration, state.best_score, state.evaluations))
             iteration += 1
 
@@ -391,7 +413,9 @@ class Engine:
         y = torch.tensor([c["dev_score"] for c in scored], dtype=torch.float64)
         return bo.propose(Z, S, y, n, seed=s.seed * 1000 + iteration, kernel=s.kernel, optimizer=s.optimizer)
 
-    async def _score_candidate(self, state: _RunState, bb: Any, cand: dict[str, Any], emit: Emit) -> None:
+    async def _score_candidate(
+        self, state: _RunState, bb: Any, cand: dict[str, Any], emit: Emit, judge: Any = None
+    ) -> None:
         """Score one candidate on dev, unless the run already scored the same instruction (then reuse it)."""
         from engine.blackbox import score_instruction
 
@@ -401,7 +425,7 @@ class Engine:
             usage = Usage.reused(len(scores))
             state.evaluations_saved += 1
         else:
-            result = await score_instruction(bb, state.task, cand["instruction"], state.splits.dev)
+            result = await score_instruction(bb, state.task, cand["instruction"], state.splits.dev, judge=judge)
             scores, mean, outputs, dup_id = result.per_example, result.mean, result.outputs, None
             usage = result.usage
             state.evaluations += 1  # only a new instruction costs an evaluation; a repeat is information
@@ -426,8 +450,8 @@ class Engine:
         from engine.blackbox import score_instruction
 
         emit(Status(state.run_id, f"scoring the best instruction on {len(state.splits.test)} test examples"))
-        bb = await self.blackbox(state.endpoint_name, state.profile, emit, state.run_id)
-        result = await score_instruction(bb, state.task, state.best_instruction or "", state.splits.test)
+        bb, judge = await self._scorers(state.task, state.endpoint_name, state.profile, emit, state.run_id)
+        result = await score_instruction(bb, state.task, state.best_instruction or "", state.splits.test, judge=judge)
         state.usage += result.usage
         self.history.add_score(
             state.best_id, kind="test", split="test", endpoint={"name": state.endpoint_name, **state.profile.public()},
@@ -491,8 +515,8 @@ class Engine:
                 name, profile = self.config.endpoint(endpoint, model)
             else:
                 name, profile = stored.endpoint_name, stored.profile
-            bb = await self.blackbox(name, profile, emit, cand["run_id"])
-            result = await score_instruction(bb, task, cand["instruction"], examples)
+            bb, judge = await self._scorers(task, name, profile, emit, cand["run_id"])
+            result = await score_instruction(bb, task, cand["instruction"], examples, judge=judge)
             self.history.add_score(cid, kind="rerank", split=split, endpoint={"name": name, **profile.public()},
                                    metric=task.metric, score=result.mean, outputs=result.outputs)
             emit(RerankProgress(cand["run_id"], cid, done, len(candidate_ids), result.mean))

@@ -148,5 +148,11 @@ def m002_json_columns(db: Database) -> None:
             db.execute(f"alter table [{table}] rename column [{col}] to [{col}_json]")
 
 
+@migrations()
+def m004_run_provenance(db: Database) -> None:
+    # JSON: the package version, seed, generator and black box (names and model-file hashes) of each run.
+    db["runs"].add_column("provenance_json", str)
+
+
 def known_names() -> list[str]:
     return [m.name for m in migrations._migrations]

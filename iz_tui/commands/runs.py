@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from engine.config import METHODS, RunSettings
 from engine.errors import IZError
-from engine.export import export_data, to_json, to_markdown
+from engine.export import export_data, made_with, to_json, to_markdown
 from engine.store import open_history
 from engine.usage import Usage
 from engine.wire.client import EngineClient
@@ -83,17 +84,21 @@ def _fmt(v: Any) -> str:
 @click.option("--seed", type=int, help=f"Seed for splits, projection and BO. Default {RUN_DEFAULTS.seed}.")
 @click.option("--instruction", "instructions", multiple=True, help="An instruction to score (manual; repeatable).")
 @click.option("--resume", "resume", type=int, metavar="RUN_ID", help="Continue an interrupted run.")
+@click.option("--like", "like", type=int, metavar="RUN_ID",
+              help="Start a new run with the settings, seed, endpoint and model of RUN_ID (options given win).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @friendly_errors
-def run(task: str | None, method: str | None, resume: int | None, as_json: bool, endpoint: str | None,
-        model: str | None, instructions: tuple[str, ...], **settings: Any) -> None:
+def run(task: str | None, method: str | None, resume: int | None, like: int | None, as_json: bool,
+        endpoint: str | None, model: str | None, instructions: tuple[str, ...], **settings: Any) -> None:
     """Optimise an instruction for TASK (or run a baseline) and print the best one.
 
     Settings left out come from the [run] section of the configuration (`iz config show`); the defaults below
     are its values out of the box.
     """
-    if resume is None and not task:
-        raise click.UsageError("give a TASK (see `iz tasks list`) or --resume RUN_ID")
+    if resume is None and like is None and not task:
+        raise click.UsageError("give a TASK (see `iz tasks list`), --resume RUN_ID or --like RUN_ID")
+    if resume is not None and like is not None:
+        raise click.UsageError("--resume continues a run, --like starts a new one: give one of them")
     overrides = {k: v for k, v in settings.items() if v is not None}
     if overrides.pop("budget", None) is not None:
         overrides["budget_evaluations"] = settings["budget"]
@@ -101,6 +106,12 @@ def run(task: str | None, method: str | None, resume: int | None, as_json: bool,
         overrides["method"] = method
     if instructions and not method:
         overrides["method"] = "manual"
+    if like is not None:
+        task, request = _like(like, task, overrides)
+        overrides = request["settings"]
+        endpoint = endpoint or request["endpoint"]
+        model = model or (None if endpoint != request["endpoint"] else request["model"])
+        instructions = instructions or tuple(request["instructions"])
     summary = asyncio.run(_run(task, overrides, endpoint, model, list(instructions), resume, as_json))
     if as_json:
         click.echo(json.dumps(summary))
@@ -108,6 +119,23 @@ def run(task: str | None, method: str | None, resume: int | None, as_json: bool,
         _print_summary(summary)
     if summary.get("status") == "failed":
         sys.exit(1)
+
+
+def _like(run_id: int, task: str | None, overrides: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The task and start parameters that repeat run ``run_id``; says so when the generator changed since."""
+    from engine.config import load_config, revive
+    from engine.provenance import generator_identity
+
+    row = open_history().run(run_id)
+    request = revive(row).like(overrides)
+    before = (row.get("provenance") or {}).get("generator")
+    if before and request["settings"]["method"] not in ("ape", "manual"):
+        now = generator_identity(load_config())
+        if (now.get("sha256"), now.get("knobs")) != (before.get("sha256"), before.get("knobs")):
+            err_console.print(f"[yellow]note:[/] run {run_id} was written by the generator {before.get('name')} "
+                              f"({(before.get('sha256') or '?')[:12]}); this one is {now.get('name')} "
+                              f"({(now.get('sha256') or '?')[:12]}), so the candidates may differ")
+    return task or row["task"], request
 
 
 async def _run(task: str | None, overrides: dict[str, Any], endpoint: str | None, model: str | None,
@@ -211,9 +239,15 @@ def show(run_id: int, top: int, as_json: bool) -> None:
                       f"{r['endpoint'].get('name')} ({r['endpoint'].get('model')})")
     out_console.print(f"best: [green]{r['best_instruction']}[/]  dev {_fmt(r['best_dev_score'])}  "
                       f"test {_fmt(r['test_score'])}")
+    out_console.print(f"[dim]made with {made_with(r.get('provenance'))}[/]")
     out_console.print(f"evaluations {r['evaluations']} · calls {r['calls']} (saved {r['calls_saved']}) · "
                       f"tokens {Usage.of_row(r).tokens} · {_fmt(r['seconds'])} s")
-    t = Table("id", "it", "dev", "test", "rerank", "instruction")
+    # Numbers never wrap; the instruction takes the rest of the width (wrapping whole words), so a listing reads
+    # well at 80 columns.
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, expand=True)
+    for name in ("id", "it", "dev", "test", "rerank"):
+        t.add_column(name, no_wrap=True, justify="right")
+    t.add_column("instruction", ratio=1, overflow="fold")
     for c in data["candidates"][:top]:
         t.add_row(str(c["id"]), str(c["iteration"]), _fmt(c["dev_score"]), _fmt(c["test_score"]),
                   _fmt(c["rerank_score"]), c["instruction"])
