@@ -129,28 +129,17 @@ def ensure_ii_task(ii_root: Path, name: str) -> None:
     see the data's README).
     """
     from engine import paths
-    from engine.tasks.importers import import_task, read_task_file
+    from engine.tasks.importers import import_induce_execute
 
     if (paths.user_tasks_dir() / name).exists():
         return
     stem = name.removeprefix("ii_")
-    files = [ii_root / part / f"{stem}.json" for part in ("induce", "execute")]
-    files = [f for f in files if f.is_file()]
-    if not files:
-        raise SystemExit(f"no instruction-induction files for {stem} under {ii_root} (expected induce/{stem}.json)")
-    seen: set[str] = set()
-    rows = []
-    for f in files:
-        examples, _ = read_task_file(f)
-        for ex in examples:
-            if ex.input not in seen:
-                seen.add(ex.input)
-                rows.append({"input": ex.input, "output": list(ex.answers)})
-    with tempfile.TemporaryDirectory() as tmp:
-        merged = Path(tmp) / f"{stem}.jsonl"
-        merged.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
-        import_task(merged, name=name, metric="contains",
-                    description=f"Instruction-induction task {stem} (induce + execute), scored with contains")
+    induce, execute = (ii_root / part / f"{stem}.json" for part in ("induce", "execute"))
+    if not (induce.is_file() and execute.is_file()):
+        raise SystemExit(f"no instruction-induction files for {stem} under {ii_root} "
+                         f"(expected induce/{stem}.json and execute/{stem}.json)")
+    import_induce_execute(induce, execute, name=name, metric="contains", pooled=True,
+                          description=f"Instruction-induction task {stem} (induce + execute), scored with contains")
 
 
 # ---- running ------------------------------------------------------------------------------------------------

@@ -97,3 +97,11 @@ class ProtocolError(IZError):
 
 class EngineError(IZError):
     """The engine process died or answered with an error this process has no class for."""
+
+
+class MetricError(TaskError):
+    """A task's own metric (its metric.py function) failed or returned something that is not a score.
+
+    A TaskError, so the run stops with status ``failed`` and this message, and can be resumed once the metric is
+    fixed (the black-box answers are cached, so nothing is paid twice).
+    """

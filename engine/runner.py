@@ -204,11 +204,42 @@ class Engine:
             self.config.endpoint(settings.ape_endpoint)  # an unknown proposer profile fails here, not mid-run
         if task.judge is not None and task.judge.endpoint:
             self.config.endpoint(task.judge.endpoint)  # so does an unknown judge profile
+        self._check_model_files(settings, profile)
         stored = settings.model_dump()
         stored["instructions"] = list(instructions)
         made_with = run_provenance(self.config, settings, name, profile)
         return self.history.create_run(task.name, settings.method, stored, {"name": name, **profile.public()},
                                        made_with)
+
+    def _check_model_files(self, settings: RunSettings, profile: EndpointProfile) -> None:
+        """Cheap checks (nothing is loaded) of the local model files a run will need, so a wrong path, a model
+        not pulled or a file that is not a model fails before the run is recorded rather than seconds into it."""
+        if profile.embedded:
+            self._embedded.for_model(profile.model)  # EndpointError / ModelError naming the fix
+        if settings.method not in ("instructzero", "random", "ape_local") or self._generator is not None:
+            return
+        from pathlib import Path
+
+        from engine.errors import GeneratorError
+        from engine.generator_setup import generator_spec
+
+        spec, _ = generator_spec(self.config.generator)
+        path = Path(spec).expanduser()
+        if spec.lower().endswith(".gguf") and not path.exists():
+            raise GeneratorError(f"Generator model {path} does not exist.",
+                                 "Point [generator] model at a .gguf file, a model folder, or a name from "
+                                 "`iz models list`.")
+        if path.is_file():  # a folder is a Hugging Face model; a single file must be a GGUF model
+            try:
+                with path.open("rb") as f:
+                    magic = f.read(4)
+            except OSError as exc:
+                raise GeneratorError(f"Cannot read generator model {path}: {exc.strerror or exc}",
+                                     "Check the path and its permissions.") from None
+            if magic != b"GGUF":
+                raise GeneratorError(
+                    f"Generator model {path} is not a GGUF file (it does not start with 'GGUF').",
+                    "Point [generator] model at a .gguf model file, or re-pull it with `iz models pull`.")
 
     async def run(
         self,

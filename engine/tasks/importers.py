@@ -18,6 +18,12 @@ input seen before is dropped (the first one is kept) so that a repeat can never 
 Names: the default name is the file stem ("sum.json" -> "sum"). The instruction-induction benchmark has an
 ``induce/`` and an ``execute/`` file per task with the same stem; the first import takes the stem, and the second
 is refused with a fix naming ``<stem>_<folder>`` (e.g. ``--name sum_execute``) as the name to use.
+
+:func:`import_induce_execute` merges such a pair into one task instead. By default it keeps the paper's set-up:
+the ``induce`` examples become the task's ``demos.jsonl`` (shown to the generator only) and the ``execute``
+examples its ``data.jsonl`` (dev and test), so no score is measured on an example the generator was shown.
+``pooled=True`` puts both files into one pool instead (demos, dev and test then drawn from it per seed), which is
+what the quality benchmark uses to get the largest test split.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from engine import paths
 from engine.errors import TaskError
 from engine.tasks.loader import (
     DATA_FILE,
+    DEMOS_FILE,
     TASK_FILE,
     check_metric,
     check_name,
@@ -49,8 +56,11 @@ from engine.tasks.loader import (
     read_utf8,
     task_names,
 )
-from engine.tasks.metrics import METRICS
+from engine.tasks.metrics import ANSWER_METRICS, METRICS
 from engine.tasks.model import Example, Task
+
+#: The metrics an import can set: those that need nothing but the data (python and judge need task.toml keys).
+IMPORT_METRICS: tuple[str, ...] = tuple(ANSWER_METRICS)
 
 #: The paper's metric for the instruction-induction tasks that do not use exact match.
 II_METRICS: dict[str, str] = {
@@ -302,7 +312,7 @@ def import_task(
     stem = path.stem
     name = check_name(name, "--name") if name is not None else _default_name(stem)
     is_ii = path.suffix.lower() == ".json"
-    metric = check_metric(metric, "--metric") if metric is not None else (
+    metric = check_metric(metric, "--metric", IMPORT_METRICS) if metric is not None else (
         paper_metric(stem) if is_ii else DEFAULT_METRIC)
     template = check_template(template, "--template")
     examples, notes = read_task_file(path, input_col=input_col, output_col=output_col, answer_sep=answer_sep)
@@ -310,14 +320,79 @@ def import_task(
         split = f", {path.parent.name} split" if path.parent.name in ("induce", "execute") else ""
         description = (f"Instruction-induction task {stem}{split} (imported from {path.name})" if is_ii and stem in
                        _KNOWN_II else f"Imported from {path.name}")
+    alt = f"{name}_{path.parent.name}" if path.parent.name in ("induce", "execute") else f"{name}_2"
+    task = _write_task(name, description, metric, template, examples, (), alt)
+    return replace(task, notes=tuple(notes) + task.notes)
 
+
+def import_induce_execute(
+    induce: str | Path,
+    execute: str | Path,
+    name: str | None = None,
+    metric: str | None = None,
+    description: str | None = None,
+    *,
+    pooled: bool = False,
+    input_col: str | None = None,
+    output_col: str | None = None,
+    answer_sep: str = "|",
+    template: str | None = None,
+) -> Task:
+    """Merge an instruction-induction ``induce`` file and its ``execute`` file into one user task.
+
+    Paper set-up (default): demos from ``induce`` (written as demos.jsonl), dev and test from ``execute``; an
+    ``execute`` example whose input is also an ``induce`` input is dropped, so nothing scored was shown to the
+    generator. ``pooled``: one pool, ``induce`` first then the new ``execute`` inputs (the quality benchmark's
+    merge). Both files are read with the same rules as :func:`import_task` (any of its formats); the default name
+    is the ``induce`` file's stem and the default metric the paper's for that task. Writes nothing on any error.
+    """
+    induce, execute = Path(induce).expanduser(), Path(execute).expanduser()
+    stem = induce.stem
+    name = check_name(name, "--name") if name is not None else _default_name(stem)
+    is_ii = induce.suffix.lower() == ".json"
+    metric = check_metric(metric, "--metric", IMPORT_METRICS) if metric is not None else (
+        paper_metric(stem) if is_ii else DEFAULT_METRIC)
+    template = check_template(template, "--template")
+    kw: dict[str, Any] = {"input_col": input_col, "output_col": output_col, "answer_sep": answer_sep}
+    shown, shown_notes = read_task_file(induce, **kw)
+    scored, scored_notes = read_task_file(execute, **kw)
+    notes = [f"{induce.name} (induce): {n}" for n in shown_notes] + [f"{execute.name} (execute): {n}"
+                                                                      for n in scored_notes]
+    seen = {ex.input for ex in shown}
+    fresh = [ex for ex in scored if ex.input not in seen]
+    overlap = len(scored) - len(fresh)
+    if pooled:
+        examples, demos = shown + fresh, []
+        if overlap:
+            notes.append(f"{overlap} execute example(s) repeat an induce input: the induce one is kept")
+        how = "induce + execute pooled"
+    else:
+        examples, demos = fresh, shown
+        if overlap:
+            notes.append(f"dropped {overlap} execute example(s) whose input is also an induce demo (a score must "
+                         "not be measured on an example the generator was shown)")
+        if not examples:
+            raise TaskError(f"{execute}: every example's input is also in {induce}",
+                            "give the execute file of the same task (its inputs are the ones to score on)")
+        how = "demos from induce, dev and test from execute"
+    if description is None:
+        task_kind = "Instruction-induction task" if is_ii and stem in _KNOWN_II else "Task"
+        description = f"{task_kind} {stem} ({how}; imported from {induce.name} and {execute.name})"
+    task = _write_task(name, description, metric, template, examples, demos, f"{name}_2")
+    return replace(task, notes=tuple(notes) + task.notes)
+
+
+def _write_task(name: str, description: str, metric: str, template: str | None, examples: list[Example],
+                demos: list[Example] | tuple[Example, ...], alt_name: str) -> Task:
+    """Write a validated task into the user tasks folder, atomically (a hidden temporary folder re-read with the
+    ordinary loader, then renamed), and return it as loaded back. Raises TaskError, having written nothing, when
+    the name is taken or the folder cannot be written."""
     user_dir = paths.user_tasks_dir()
     taken = task_names()
     if name in taken or (user_dir / name).exists():
         kind = "a built-in task" if taken.get(name) else "a user task"
-        alt = f"{name}_{path.parent.name}" if path.parent.name in ("induce", "execute") else f"{name}_2"
         raise TaskError(f"a task named {name!r} exists already ({kind})",
-                        f"choose another name, e.g. --name {alt}")
+                        f"choose another name, e.g. --name {alt_name}")
 
     created_dir = not user_dir.exists()
     tmp: Path | None = None
@@ -326,6 +401,8 @@ def import_task(
         tmp = Path(tempfile.mkdtemp(prefix=f".import-{name}-", dir=user_dir))
         (tmp / TASK_FILE).write_text(_task_toml(name, description, metric, template), encoding="utf-8")
         (tmp / DATA_FILE).write_text(_data_jsonl(examples), encoding="utf-8")
+        if demos:
+            (tmp / DEMOS_FILE).write_text(_data_jsonl(list(demos)), encoding="utf-8")
         load_folder(tmp)  # what was written must read back with the ordinary loader
         final = user_dir / name
         os.rename(tmp, final)  # atomic on one file system; fails if the folder appeared meanwhile
@@ -338,8 +415,7 @@ def import_task(
             shutil.rmtree(tmp, ignore_errors=True)
             if created_dir:
                 _remove_empty(user_dir)
-    task = load_folder(final)
-    return replace(task, notes=tuple(notes) + task.notes)
+    return load_folder(final)
 
 
 def _remove_empty(folder: Path) -> None:
@@ -356,4 +432,5 @@ _KNOWN_II = {
     "translation_en-es", "translation_en-fr", "word_in_context", "word_sorting", "word_unscrambling",
 }
 
-__all__ = ["II_METRICS", "METRICS", "import_task", "paper_metric", "read_task_file"]
+__all__ = ["II_METRICS", "IMPORT_METRICS", "METRICS", "import_induce_execute", "import_task", "paper_metric",
+           "read_task_file"]

@@ -1,4 +1,4 @@
-"""Finding, reading and validating task folders (``task.toml`` + ``data.jsonl``).
+"""Finding, reading and validating task folders (``task.toml`` + ``data.jsonl``, and optionally ``demos.jsonl``).
 
 Built-in tasks live in the repository's ``tasks/`` folder, user tasks in ``$IZ_HOME/tasks`` (see engine.paths).
 Every problem is a :class:`engine.errors.TaskError` naming the file, the line where one applies, what is wrong and
@@ -17,13 +17,18 @@ from typing import Any
 
 from engine import paths
 from engine.errors import TaskError
-from engine.tasks.metrics import METRICS
-from engine.tasks.model import PLACEHOLDERS, Example, Task
+from engine.tasks.metrics import TASK_METRICS
+from engine.tasks.model import APIS, PLACEHOLDERS, Example, Judge, Task
 
 TASK_FILE = "task.toml"
 DATA_FILE = "data.jsonl"
+#: Examples shown to the generator only (the instruction-induction ``induce`` file); optional.
+DEMOS_FILE = "demos.jsonl"
 #: Keys a task.toml may hold. Unknown keys are refused so a typo ("metirc") is caught instead of ignored.
-TOML_KEYS = ("name", "description", "metric", "template", "case_sensitive")
+TOML_KEYS = ("name", "description", "metric", "template", "case_sensitive", "system", "api", "temperature",
+             "max_tokens", "stop", "python", "judge")
+#: Keys of the ``[judge]`` table.
+JUDGE_KEYS = ("rubric", "endpoint")
 #: Task names become folder names and CLI arguments: keep them to letters, digits, "_", "-" and ".".
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -42,27 +47,145 @@ def check_name(name: str, where: str) -> str:
     return name
 
 
-def check_metric(metric: Any, where: str) -> str:
-    if not isinstance(metric, str) or metric not in METRICS:
+def check_metric(metric: Any, where: str, allowed: tuple[str, ...] = TASK_METRICS) -> str:
+    """A metric name from ``allowed`` (every task.toml metric by default; importers allow only those that need
+    no more keys)."""
+    if not isinstance(metric, str) or metric not in allowed:
         raise TaskError(
             f"{where}: unknown metric {metric!r}",
-            f"set metric to one of: {', '.join(METRICS)}",
+            f"set metric to one of: {', '.join(allowed)}",
         )
     return metric
 
 
-def check_template(template: Any, where: str) -> str | None:
+def check_template(template: Any, where: str, system: str | None = None) -> str | None:
+    """The user template; each placeholder must be in it or in the system prompt (a common set-up puts the
+    instruction in the system prompt and only ``{input}`` in the user message)."""
     if template is None:
         return None
     if not isinstance(template, str):
         raise TaskError(f"{where}: template must be a string", "write template = \"...{instruction}...{input}...\"")
-    missing = [p for p in PLACEHOLDERS if p not in template]
+    missing = [p for p in PLACEHOLDERS if p not in template and p not in (system or "")]
     if missing:
         raise TaskError(
             f"{where}: template lacks {' and '.join(missing)}",
-            "the template must contain both {instruction} and {input} (or drop it to use the default)",
+            "the template must contain both {instruction} and {input} (or the system prompt the one it lacks), "
+            "or drop it to use the default",
         )
     return template
+
+
+def _check_system(system: Any, where: str) -> str | None:
+    if system is None:
+        return None
+    if not isinstance(system, str) or not system.strip():
+        raise TaskError(f"{where}: system must be a non-empty string",
+                        'write system = "You are ..." (it may hold {instruction}), or drop it')
+    return system
+
+
+def _check_sampling(meta: dict[str, Any], where: str) -> dict[str, Any]:
+    """``api``, ``temperature``, ``max_tokens`` and ``stop``: the same ranges as an endpoint profile's."""
+    out: dict[str, Any] = {}
+    api = meta.get("api")
+    if api is not None and api not in APIS:
+        raise TaskError(f"{where}: api must be \"chat\" or \"completions\", got {api!r}",
+                        'write api = "chat" (system + user messages) or api = "completions" (one prompt)')
+    out["api"] = api
+    temperature = meta.get("temperature")
+    if temperature is not None:
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
+            raise TaskError(f"{where}: temperature must be a number from 0 to 2, got {temperature!r}",
+                            "write temperature = 0.0 (0 = the most likely answer, what scoring usually wants)")
+        temperature = float(temperature)
+    out["temperature"] = temperature
+    max_tokens = meta.get("max_tokens")
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
+                                   or not 1 <= max_tokens <= 4096):
+        raise TaskError(f"{where}: max_tokens must be a whole number from 1 to 4096, got {max_tokens!r}",
+                        "write max_tokens = 64 (long enough for a whole answer)")
+    out["max_tokens"] = max_tokens
+    stop = meta.get("stop")
+    if isinstance(stop, str):
+        stop = [stop]
+    if stop is not None and (not isinstance(stop, list) or not all(isinstance(x, str) and x for x in stop)):
+        raise TaskError(f"{where}: stop must be a string or a list of non-empty strings, got {stop!r}"[:300],
+                        'write stop = ["\\n"] (or stop = [] for none, overriding the endpoint profile\'s)')
+    out["stop"] = None if stop is None else tuple(stop)
+    return out
+
+
+def _check_judge(meta: dict[str, Any], metric: str, where: str) -> Judge | None:
+    table = meta.get("judge")
+    if metric != "judge":
+        if table is not None:
+            raise TaskError(f"{where}: a [judge] table, but metric = {metric!r}",
+                            'set metric = "judge" to have the rubric scored, or remove the [judge] table')
+        return None
+    if table is None or not isinstance(table, dict) or "rubric" not in table:
+        raise TaskError(f"{where}: metric = \"judge\" needs a rubric",
+                        'add a [judge] table with rubric = "what a good answer does" (and endpoint = "PROFILE" '
+                        "to name the judging endpoint; default: the endpoint being scored)")
+    unknown = sorted(set(table) - set(JUDGE_KEYS))
+    if unknown:
+        raise TaskError(f"{where}: unknown key(s) in [judge]: {', '.join(unknown)}",
+                        f"[judge] may only hold: {', '.join(JUDGE_KEYS)}")
+    rubric, endpoint = table["rubric"], table.get("endpoint")
+    if not isinstance(rubric, str) or not rubric.strip():
+        raise TaskError(f"{where}: the judge's rubric must be a non-empty string",
+                        'write rubric = "1 when the answer is polite and answers the question, 0 otherwise"')
+    if endpoint is not None and (not isinstance(endpoint, str) or not endpoint.strip()):
+        raise TaskError(f"{where}: the judge's endpoint must be the name of an endpoint profile",
+                        'write endpoint = "openai" (a profile in the configuration), or drop it')
+    return Judge(rubric=rubric.strip(), endpoint=endpoint.strip() if endpoint else None)
+
+
+def _check_python(meta: dict[str, Any], metric: str, folder: Path, where: str) -> str | None:
+    spec = meta.get("python")
+    if metric != "python":
+        if spec is not None:
+            raise TaskError(f"{where}: python = {spec!r}, but metric = {metric!r}",
+                            'set metric = "python" to use the function, or remove the python key')
+        return None
+    if spec is None:
+        raise TaskError(f"{where}: metric = \"python\" needs python = \"FILE.py:FUNCTION\"",
+                        'add python = "metric.py:score" and a function score(output, answers) in metric.py')
+    from engine.tasks.user_metrics import check_python_spec
+
+    return check_python_spec(spec, folder, where)
+
+
+def _json_answers(record: Any) -> Any:
+    """For a json task, answers may be written as JSON values in data.jsonl ({"output": {"a": 1}}); they are kept
+    as JSON text like every other answer. A list is a list of right answers (write an array answer as [[1, 2]])."""
+    if not isinstance(record, dict) or "output" not in record:
+        return record
+    out = record["output"]
+
+    def text(v: Any) -> Any:
+        return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+
+    out = [text(v) for v in out] if isinstance(out, list) else text(out)
+    return {**record, "output": out}
+
+
+def _check_answers(ex: Example, metric: str, where: str) -> None:
+    """Answers a regex or json task cannot use are refused here, on their data line, before any run pays for
+    black-box calls that could never be scored."""
+    for a in ex.answers:
+        if metric == "regex":
+            try:
+                re.compile(a)
+            except re.error as exc:
+                raise TaskError(f"{where}: answer {a!r} is not a valid regular expression ({exc})"[:400],
+                                "fix the pattern (escape literal characters like . ( [ ? with a backslash)") from None
+        elif metric == "json":
+            try:
+                json.loads(a)
+            except json.JSONDecodeError as exc:
+                raise TaskError(f"{where}: answer {a!r} is not valid JSON ({exc.msg})"[:400],
+                                'write the answer as JSON text ("{\\"a\\": 1}", "\\"word\\"") or as a JSON '
+                                'value ({"a": 1})') from None
 
 
 def make_example(record: Any, where: str) -> Example:
@@ -155,32 +278,55 @@ def load_folder(folder: Path, *, builtin: bool = False) -> Task:
     folder = Path(folder)
     meta = _read_toml(folder)
     toml_path = folder / TASK_FILE
-    name = check_name(meta.get("name", folder.name), str(toml_path))
+    where = str(toml_path)
+    name = check_name(meta.get("name", folder.name), where)
     if "metric" not in meta:
-        raise TaskError(f"{toml_path}: no metric", f"add metric = one of: {', '.join(METRICS)}")
-    metric = check_metric(meta["metric"], str(toml_path))
+        raise TaskError(f"{toml_path}: no metric", f"add metric = one of: {', '.join(TASK_METRICS)}")
+    metric = check_metric(meta["metric"], where)
     description = meta.get("description", "")
     if not isinstance(description, str):
         raise TaskError(f"{toml_path}: description must be a string", 'write description = "what the task is"')
-    template = check_template(meta.get("template"), str(toml_path))
+    system = _check_system(meta.get("system"), where)
+    template = check_template(meta.get("template"), where, system)
     case_sensitive = meta.get("case_sensitive", False)
     if not isinstance(case_sensitive, bool):
         raise TaskError(f"{toml_path}: case_sensitive must be true or false", "write case_sensitive = true")
+    sampling = _check_sampling(meta, where)
+    judge = _check_judge(meta, metric, where)
+    python = _check_python(meta, metric, folder, where)
 
     data_path = folder / DATA_FILE
     if not data_path.is_file():
         raise TaskError(f"{folder}: no {DATA_FILE}", 'add data.jsonl with one {"input": ..., "output": ...} a line')
-    text = read_utf8(data_path)
-    examples = tuple(make_example(rec, f"{data_path}, line {n}") for n, rec in parse_jsonl(text, data_path))
+    examples = _read_examples(data_path, metric)
     if not examples:
         raise TaskError(f"{data_path}: no examples", 'add at least one {"input": "...", "output": "..."} line')
+    demos_path = folder / DEMOS_FILE
+    demos = _read_examples(demos_path, metric) if demos_path.is_file() else ()
+    if demos_path.is_file() and not demos:
+        raise TaskError(f"{demos_path}: no examples",
+                        f"add demonstration lines, or remove {DEMOS_FILE} to draw demos from {DATA_FILE}")
     notes = []
     dups = duplicate_inputs(examples)
     if dups:
         notes.append(f"task {name} has {dups} repeated input(s); a repeat may land in two splits")
+    if template is None and system and "{instruction}" in system:
+        notes.append("the system prompt and the default template both hold {instruction}, so the instruction is "
+                     'sent twice; set template = "Input: {input}\\nOutput:" to send it once')
     return Task(name=name, description=description.strip(), metric=metric, template=template, examples=examples,
                 source=folder, builtin=builtin, notes=tuple(notes),
-                case_sensitive=case_sensitive)
+                case_sensitive=case_sensitive, system=system, judge=judge, python=python, demos=demos, **sampling)
+
+
+def _read_examples(path: Path, metric: str) -> tuple[Example, ...]:
+    text = read_utf8(path)
+    out = []
+    for n, rec in parse_jsonl(text, path):
+        where = f"{path}, line {n}"
+        ex = make_example(_json_answers(rec) if metric == "json" else rec, where)
+        _check_answers(ex, metric, where)
+        out.append(ex)
+    return tuple(out)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -4,6 +4,9 @@ Demos are shown to the instruction generator, dev examples score candidate instr
 examples give the final, held-out score. The three are disjoint, so a test score is never measured on examples the
 search saw. When a task is smaller than asked, the test split shrinks first (it only reports), then dev; the
 shrinkage is described in ``Splits.notes`` so front ends can say what was actually used.
+
+A task with its own demos (``demos.jsonl``: the instruction-induction set-up, demos from ``induce``, dev and test from
+``execute``) draws the demos from those only, and dev and test from all of its examples.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ def make_splits(task: Task, *, n_demos: int, n_dev: int, n_test: int, seed: int)
         if not isinstance(value, int) or value < least:
             raise TaskError(f"{label} size must be a whole number >= {least}, got {value!r}",
                             f"set n_{label} to {least} or more")
+    if task.demos:
+        return _split_own_demos(task, n_demos=n_demos, n_dev=n_dev, n_test=n_test, seed=seed)
     total = len(task.examples)
     if total < n_demos + 1:
         raise TaskError(
@@ -54,3 +59,29 @@ def make_splits(task: Task, *, n_demos: int, n_dev: int, n_test: int, seed: int)
         test=picked[n_demos + dev_size : n_demos + dev_size + test_size],
         notes=notes,
     )
+
+
+def _split_own_demos(task: Task, *, n_demos: int, n_dev: int, n_test: int, seed: int) -> Splits:
+    """Demos from ``task.demos``, dev and test from ``task.examples``, each shuffled by its own stream of the seed
+    (so the dev split does not change with the number of demos asked for)."""
+    notes: list[str] = []
+    n_shown = min(n_demos, len(task.demos))
+    if n_shown < n_demos:
+        notes.append(f"task {task.name} has {len(task.demos)} demos: the generator sees {n_shown} instead of "
+                     f"{n_demos}")
+    total = len(task.examples)
+    dev_size = min(n_dev, total)
+    test_size = min(n_test, total - dev_size)
+    if test_size < n_test:
+        notes.append(f"task {task.name} has {total} examples: test uses {test_size} instead of {n_test}"
+                     + (" (no held-out test score)" if test_size == 0 else ""))
+    if dev_size < n_dev:
+        notes.append(f"task {task.name} has {total} examples: dev uses {dev_size} instead of {n_dev}")
+    rng = random.Random(seed)
+    demos = list(task.demos)
+    rng.shuffle(demos)
+    order = list(range(total))
+    random.Random(seed + 1).shuffle(order)
+    picked = [task.examples[i] for i in order]
+    return Splits(demos=demos[:n_shown], dev=picked[:dev_size], test=picked[dev_size : dev_size + test_size],
+                  notes=notes)

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import click
 
-from engine.tasks.importers import DEFAULT_METRIC
-from engine.tasks.metrics import METRICS
+from engine.tasks.importers import DEFAULT_METRIC, IMPORT_METRICS
 from iz_tui.cli import friendly_errors
 
 
@@ -79,6 +78,7 @@ def show_cmd(name: str, n_examples: int) -> None:
     from rich.table import Table
 
     from engine.tasks import load_task
+    from engine.tasks.model import PREVIEW_INSTRUCTION
 
     task = load_task(name)
     click.echo(f"{task.name}  ({'built-in' if task.builtin else 'user'} task, {task.source})")
@@ -89,9 +89,18 @@ def show_cmd(name: str, n_examples: int) -> None:
     multi = sum(len(ex.answers) > 1 for ex in task.examples)
     if multi:
         click.echo(f"          {multi} with several right answers")
+    if task.demos:
+        click.echo(f"demos:    {len(task.demos)} (shown to the generator only; dev and test come from the examples)")
     label = "template:" if task.template else "template: (default)"
     click.echo(label)
     for line in task.eval_template.splitlines() or [""]:
+        click.echo(f"  | {line}")
+    for line in task.settings_lines():
+        click.echo(f"set:      {line}")
+    api, where = _preview_api(task)
+    click.echo(f"prompt for example 1 ({api}, {where}):")
+    prompt = task.render(PREVIEW_INSTRUCTION, task.examples[0], api)
+    for line in prompt.text().splitlines() or [""]:
         click.echo(f"  | {line}")
     for note in task.notes:
         click.echo(f"note: {note}")
@@ -108,29 +117,67 @@ def show_cmd(name: str, n_examples: int) -> None:
         click.echo(_render(table), nl=False)
 
 
+def _preview_api(task: object) -> tuple[str, str]:
+    """The api a run of ``task`` would use on the default endpoint, and where that comes from (in words)."""
+    api = getattr(task, "api", None)
+    if api:
+        return api, "set by the task"
+    from engine.config import load_config
+    from engine.errors import IZError
+
+    try:
+        cfg = load_config()
+        name, profile = cfg.endpoint()
+    except IZError:  # a broken configuration is reported by `iz config show`; the preview still helps
+        return "chat", "the configuration cannot be read: assuming chat"
+    return profile.api, f"endpoint {name}; another endpoint may differ"
+
+
 @tasks.command("import")
-@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("path", type=click.Path(dir_okay=False), required=False)
+@click.option("--induce", type=click.Path(dir_okay=False),
+              help="Instruction induction: the induce file (demos); use with --execute instead of PATH.")
+@click.option("--execute", type=click.Path(dir_okay=False),
+              help="Instruction induction: the execute file of the same task (dev and test examples).")
+@click.option("--pooled", is_flag=True,
+              help="With --induce/--execute: one pool of examples instead of demos from induce only.")
 @click.option("--name", help="Task name (default: the file name without extension).")
-@click.option("--metric", type=click.Choice(list(METRICS)),
-              help=f"Scoring metric (default: the paper's for an instruction-induction task, else {DEFAULT_METRIC}).")
+@click.option("--metric", type=click.Choice(list(IMPORT_METRICS)),
+              help=f"Scoring metric (default: the paper's for an instruction-induction task, else {DEFAULT_METRIC}; "
+                   "python and judge are set in the task.toml).")
 @click.option("--input-col", help="Column / key holding the input (default: input).")
 @click.option("--output-col", help="Column / key holding the answer(s) (default: output).")
 @click.option("--answer-sep", default="|", show_default=True,
               help="CSV only: separator between several right answers in one cell ('' for none).")
 @click.option("--description", help="One line saying what the task is.")
 @friendly_errors
-def import_cmd(path: str, name: str | None, metric: str | None, input_col: str | None, output_col: str | None,
-               answer_sep: str, description: str | None) -> None:
-    """Import a task from a .json (instruction-induction), .jsonl or .csv file.
+def import_cmd(path: str | None, induce: str | None, execute: str | None, pooled: bool, name: str | None,
+               metric: str | None, input_col: str | None, output_col: str | None, answer_sep: str,
+               description: str | None) -> None:
+    """Import a task from a .json (instruction-induction), .jsonl or .csv file, or merge an instruction-induction
+    pair with --induce FILE --execute FILE.
 
     The task is written to the user tasks folder only after the whole file validated; on any error nothing is
-    written. Importing both induce/X.json and execute/X.json: the second needs another name (--name X_execute).
+    written. The pair becomes one task as in the paper: demos from induce, dev and test from execute.
     """
-    from engine.tasks import import_task
+    from engine.tasks import import_induce_execute, import_task
 
-    task = import_task(path, name=name, metric=metric, input_col=input_col, output_col=output_col,
-                       description=description, answer_sep=answer_sep)
-    click.echo(f"imported task {task.name}: {len(task.examples)} examples, metric {task.metric}")
+    if (induce is None) != (execute is None):
+        raise click.UsageError("--induce and --execute go together (the two files of one task)")
+    if induce is not None and path is not None:
+        raise click.UsageError("give either PATH or --induce/--execute, not both")
+    if path is None and induce is None:
+        raise click.UsageError("give the file to import (PATH), or --induce FILE --execute FILE")
+    if pooled and induce is None:
+        raise click.UsageError("--pooled only applies to --induce/--execute")
+    common = {"name": name, "metric": metric, "description": description, "input_col": input_col,
+              "output_col": output_col, "answer_sep": answer_sep}
+    if induce is not None and execute is not None:
+        task = import_induce_execute(induce, execute, pooled=pooled, **common)
+    else:
+        task = import_task(path, **common)  # type: ignore[arg-type]
+    demos = f" + {len(task.demos)} demos" if task.demos else ""
+    click.echo(f"imported task {task.name}: {len(task.examples)} examples{demos}, metric {task.metric}")
     click.echo(f"  into {task.source}")
     for note in task.notes:
         click.echo(f"note: {note}")

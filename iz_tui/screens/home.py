@@ -156,13 +156,37 @@ class HomeScreen(BaseScreen[None]):
         if t is None:
             return
         kind = "built-in" if t.builtin else f"yours ({t.source})"
-        lines = [f"[b]{escape(t.name)}[/]  ·  metric [b]{t.metric}[/]  ·  {len(t.examples)} examples  ·  {kind}",
+        demos = f" + {len(t.demos)} demos" if t.demos else ""
+        lines = [f"[b]{escape(t.name)}[/]  ·  metric [b]{t.metric}[/]  ·  {len(t.examples)} examples{demos}  ·  {kind}",
                  escape(t.description or ""), "", "[dim]examples[/]"]
         for ex in t.examples[:4]:
             answers = " | ".join(ex.answers[:2])
             lines.append(f"  {escape(ex.input[:40])} [dim]→[/] {escape(answers[:30])}")
+        lines += ["", *self._prompt_preview(t)]
         self.query_one("#task-preview", Static).update("\n".join(lines))
         self.query_one("#task-preview-box").border_title = "Preview"
+
+    def _prompt_preview(self, t: Any) -> list[str]:
+        """The exact prompt the task's first example produces on the chosen endpoint (the task's api wins), and
+        the task's own sampling settings: what a person checks before paying for a run."""
+        from rich.markup import escape
+
+        from engine.tasks.model import PREVIEW_INSTRUCTION
+
+        api = t.api
+        if not api:
+            profile = self.app.config.endpoints.get(str(self.query_one("#endpoint", Select).value))
+            api = profile.api if profile is not None else "chat"
+        lines = [f"[dim]prompt for example 1 ({api})[/]"]
+        lines += [f"  {escape(line)}" for line in t.render(PREVIEW_INSTRUCTION, t.examples[0], api).text().splitlines()]
+        lines += [f"[dim]{escape(line)}[/]" for line in t.settings_lines()]
+        return lines
+
+    @on(Select.Changed, "#endpoint")
+    def _endpoint_changed(self) -> None:
+        """The prompt preview follows the endpoint: chat and completions prompts differ."""
+        if self.selected_task:
+            self._show_task(self.selected_task)
 
     # -- form ---------------------------------------------------------------------------------------------
     @on(Select.Changed, "#method")
@@ -229,7 +253,8 @@ class HomeScreen(BaseScreen[None]):
         known = self._tasks.get(task) if task else None
         return build_request(task, method, endpoint, self._budget(), self._instructions(),
                              n_examples=len(known.examples) if known is not None else None,
-                             n_demos=self.app.config.run.n_demos)
+                             # a task with its own demos (demos.jsonl) does not take them from its examples
+                             n_demos=0 if known is not None and known.demos else self.app.config.run.n_demos)
 
     @on(Button.Pressed, "#start")
     def _start_pressed(self) -> None:
