@@ -16,6 +16,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, get_args
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -23,6 +24,10 @@ from engine import paths
 from engine.errors import ConfigError
 
 EMBEDDED = "embedded"
+#: Hosts of an endpoint on this machine: such an endpoint costs nothing unless its profile sets prices.
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+#: What front ends say when a run's money cannot be worked out.
+PRICES_UNKNOWN = "unknown (set price_input/price_output in the profile)"
 
 
 class _Strict(BaseModel):
@@ -73,10 +78,43 @@ class EndpointProfile(_Strict):
     concurrency: int = Field(default=8, ge=1, le=256)
     requests_per_minute: float | None = Field(default=None, gt=0)
     max_retries: int = Field(default=5, ge=0, le=20)
+    price_input: float | None = Field(
+        default=None, ge=0, description="USD per million input (prompt) tokens; with price_output, runs show "
+        "their cost and can be capped with --max-cost. Empty: unknown (a local endpoint is free).",
+    )
+    price_output: float | None = Field(default=None, ge=0, description="USD per million output (completion) tokens.")
 
     @property
     def embedded(self) -> bool:
         return self.base_url == EMBEDDED
+
+    @property
+    def local(self) -> bool:
+        """The embedded server, or a server on this machine (127.0.0.1, localhost, ::1)."""
+        if self.embedded:
+            return True
+        try:
+            host = urlsplit(self.base_url).hostname
+        except ValueError:
+            return False
+        return host in LOCAL_HOSTS
+
+    @property
+    def prices(self) -> tuple[float, float] | None:
+        """USD per million (input, output) tokens: the profile's own prices when set (they win even for a local
+        URL, which may be a proxy such as LiteLLM in front of a paid API), (0, 0) for a local endpoint, else None
+        (unknown: set ``price_input`` and ``price_output`` in the profile)."""
+        if self.price_input is not None and self.price_output is not None:
+            return (self.price_input, self.price_output)
+        if self.local:
+            return (0.0, 0.0)
+        return None
+
+    @model_validator(mode="after")
+    def _both_prices(self) -> EndpointProfile:
+        if (self.price_input is None) != (self.price_output is None):
+            raise ValueError("set both price_input and price_output (USD per million tokens), or neither")
+        return self
 
     @field_validator("base_url")
     @classmethod
@@ -140,6 +178,9 @@ class RunSettings(_Strict):
     budget_evaluations: int | None = Field(default=None, ge=1, description="default: n_init + n_iterations * batch")
     budget_calls: int | None = Field(default=None, ge=1)
     budget_tokens: int | None = Field(default=None, ge=1)
+    budget_cost: float | None = Field(
+        default=None, gt=0, description="Stop the run once it has spent this many USD (needs the endpoint's prices)."
+    )
 
     @property
     def evaluations(self) -> int:
@@ -192,6 +233,11 @@ class Config(_Strict):
             prof = self.endpoints[name]
         elif name.startswith(("http://", "https://")):
             prof = EndpointProfile(base_url=name, model=model or "default")
+        elif "://" in name:
+            raise ConfigError(
+                f"endpoint {name!r} is not an HTTP URL ({name.split('://')[0]}:// is not supported)",
+                "give an http(s) URL of an OpenAI-compatible API, such as http://127.0.0.1:8000/v1, or a profile name",
+            )
         else:
             known = ", ".join(sorted(self.endpoints))
             raise ConfigError(
@@ -292,6 +338,10 @@ def load_config(path: Path | None = None, environ: dict[str, str] | None = None)
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except UnicodeDecodeError:
             raise ConfigError(f"{path}: not UTF-8 text", "save the configuration file as UTF-8") from None
+        except OSError as exc:
+            what = "is a folder, not a file" if path.is_dir() else (exc.strerror or str(exc))
+            raise ConfigError(f"cannot read the configuration file {path}: {what}",
+                              "point IZ_CONFIG at a TOML file (or at a path with no file, for the defaults)") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}", "fix the syntax at that line") from None
     env_tree, origin = _env_overrides(environ)
@@ -308,7 +358,7 @@ def _describe(exc: ValidationError, path: Path, origin: dict[tuple[str, ...], st
         loc = tuple(str(p) for p in err["loc"])
         key = ".".join(loc) or "(top level)"
         where = origin.get(loc) or f"{path} [{key}]"
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = err["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
         if err["type"] == "extra_forbidden":
             hint = " (an API key never goes in the config: set api_key_env to the NAME of a variable)" if (
                 "key" in key.lower()) else ""
@@ -349,4 +399,6 @@ seed = 0
 # api_key_env = "OPENAI_API_KEY"   # the NAME of the variable, never the key
 # concurrency = 8
 # requests_per_minute = 500
+# price_input = 0.15               # USD per million input tokens (runs show their cost; --max-cost caps it)
+# price_output = 0.60              # USD per million output tokens
 """

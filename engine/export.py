@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from engine.cost import money_text, run_cost, run_cost_text
 from engine.store import History
 from engine.usage import Usage
 
@@ -31,10 +32,14 @@ def export_data(history: History, run_id: int | None = None, candidate_ids: Sequ
     run_rows = []
     for rid in sorted(runs):
         r = history.run(rid)
-        run_rows.append({k: r[k] for k in ("id", "task", "method", "status", "settings", "endpoint", "provenance",
-                                           "created_at",
-                                           "best_instruction", "best_dev_score", "test_score", "evaluations",
-                                           "calls", "calls_saved", "prompt_tokens", "completion_tokens", "seconds")})
+        row = {k: r[k] for k in ("id", "task", "method", "status", "settings", "endpoint", "provenance",
+                                 "created_at",
+                                 "best_instruction", "best_dev_score", "test_score", "evaluations",
+                                 "calls", "calls_saved", "prompt_tokens", "completion_tokens",
+                                 "paid_prompt_tokens", "paid_completion_tokens", "seconds")}
+        # USD at the prices recorded with the run: 0.0 on a local endpoint, None when unknown
+        row["cost"], row["cost_text"] = run_cost(r), run_cost_text(r)
+        run_rows.append(row)
     return {
         "runs": run_rows,
         "candidates": [{k: c.get(k) for k in _CAND_FIELDS} for c in cands],
@@ -78,6 +83,7 @@ def to_markdown(data: dict[str, Any]) -> str:
             f"- evaluations: {r['evaluations']}; black-box calls: {r['calls']} (saved by cache/dedup: "
             f"{r['calls_saved']}); tokens: {Usage.of_row(r).tokens}; "
             f"time: {_fmt(r['seconds'])} s",
+            f"- cost: {r.get('cost_text') or money_text(r.get('cost'))}",
             "",
         ]
     lines += ["| # | instruction | dev | test | rerank | star |", "|---|---|---|---|---|---|"]

@@ -6,12 +6,43 @@ XDG locations by default (through platformdirs), overridable so tests and users 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 import platformdirs
 
 APP = "instructzero"
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and any missing parent) readable by the user only (0700), whatever the umask.
+
+    Folders that exist already are left as they are: a data folder a person chose and made is theirs to set up.
+    """
+    path = Path(path)
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    path.mkdir(parents=True, exist_ok=True)
+    for folder in missing:
+        with contextlib.suppress(OSError):
+            os.chmod(folder, 0o700)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Make sure ``path`` exists and is readable by the user only (0600), whatever the umask; its folder is
+    created with :func:`private_dir`. Used for the history database, logs and the configuration file: none holds
+    a key, but runs, prompts and answers are nobody else's business."""
+    path = Path(path)
+    if path.exists():
+        with contextlib.suppress(OSError):  # a file someone else owns (a shared copy): leave its mode alone
+            os.chmod(path, 0o600)
+        return path
+    private_dir(path.parent)
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+    return path
 
 
 def home() -> Path:

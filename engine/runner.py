@@ -19,8 +19,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine import paths
 from engine.config import Config, EndpointProfile, RunSettings, load_config, revive
-from engine.errors import IZError
+from engine.cost import run_cost, run_cost_text
+from engine.errors import ConfigError, IZError
 from engine.models.embedded import EmbeddedServers, servers
 from engine.provenance import run_provenance
 from engine.store import History, open_history
@@ -92,6 +94,11 @@ class _RunState:
         writing the same few instructions would never spend its budget."""
         return max(3 * self.budget, self.budget + 20)
 
+    @property
+    def cost(self) -> float | None:
+        """USD paid so far at the profile's prices (0.0 on a local endpoint); None when the prices are unknown."""
+        return self.usage.cost(self.profile.prices)
+
     def budget_hit(self) -> str | None:
         s = self.settings
         if self.evaluations >= self.budget:
@@ -100,7 +107,18 @@ class _RunState:
             return "calls"
         if s.budget_tokens is not None and self.usage.tokens >= s.budget_tokens:
             return "tokens"
+        cost = self.cost
+        if s.budget_cost is not None and cost is not None and cost >= s.budget_cost:
+            return "cost"
         return None
+
+    def test_over_cost(self, n_test: int) -> bool:
+        """Whether scoring the best on ``n_test`` examples would likely take the run past its ``budget_cost``:
+        priced at the mean cost of the run's paid calls so far (unknown, hence no, before any paid call)."""
+        cap, cost = self.settings.budget_cost, self.cost
+        if cap is None or cost is None or self.usage.calls == 0:
+            return False
+        return cost + n_test * cost / self.usage.calls > cap
 
 
 class Engine:
@@ -204,12 +222,30 @@ class Engine:
             self.config.endpoint(settings.ape_endpoint)  # an unknown proposer profile fails here, not mid-run
         if task.judge is not None and task.judge.endpoint:
             self.config.endpoint(task.judge.endpoint)  # so does an unknown judge profile
+        if settings.budget_cost is not None and profile.prices is None:
+            raise ConfigError(
+                f"a cost budget needs the prices of endpoint {name!r}, and its profile has none",
+                f"set price_input and price_output (USD per million tokens) under [endpoints.{name}] in "
+                f"{paths.config_file()}, or drop --max-cost",
+            )
         self._check_model_files(settings, profile)
         stored = settings.model_dump()
         stored["instructions"] = list(instructions)
         made_with = run_provenance(self.config, settings, name, profile)
         return self.history.create_run(task.name, settings.method, stored, {"name": name, **profile.public()},
                                        made_with)
+
+    @staticmethod
+    def _estimate(state: _RunState) -> dict[str, Any] | None:
+        """The run's estimated calls, tokens and money (engine.cost), for the live screen; None if it fails."""
+        from engine.cost import estimate_run
+
+        try:
+            return estimate_run(state.task, state.settings, state.profile,
+                                n_instructions=len(state.instructions)).as_dict()
+        except Exception:  # an estimate is a nicety: never the reason a run fails
+            log.exception("run %s: no cost estimate", state.run_id)
+            return None
 
     def _check_model_files(self, settings: RunSettings, profile: EndpointProfile) -> None:
         """Cheap checks (nothing is loaded) of the local model files a run will need, so a wrong path, a model
@@ -265,9 +301,16 @@ class Engine:
         try:
             state = self._load_state(row)
             self.history.update_run(run_id, status="running", started_at=row["started_at"] or now(), error=None)
-            emit(RunStarted(run_id, state.task.name, state.settings.method, state.budget, resumed, state.splits.notes))
+            emit(RunStarted(run_id, state.task.name, state.settings.method, state.budget, resumed, state.splits.notes,
+                            self._estimate(state)))
             await self._execute(state, emit, cancel)
-            money = state.stop_reason in ("calls", "tokens")
+            money = state.stop_reason in ("calls", "tokens", "cost")
+            if (not money and not cancel.is_set() and state.best_id is not None
+                    and state.test_over_cost(len(state.splits.test))
+                    and not any(sc["kind"] == "test" for sc in self.history.scores(state.best_id))):
+                # The held-out test score would cost more than the cap leaves: stop here, keep everything (a rerank
+                # can score the best on test later).
+                state.stop_reason, money = "cost", True
             status = "cancelled" if cancel.is_set() else ("stopped" if money else "finished")
             if not cancel.is_set() and not money:
                 await self._score_best_on_test(state, emit)
@@ -470,7 +513,7 @@ class Engine:
             state.run_id, cand["id"], cand["iteration"], cand["position"], cand["instruction"], mean,
             dup_id is not None or (bool(outputs) and all(o["cache_hit"] for o in outputs)), dup_id,
             state.evaluations, state.budget, state.usage.calls, state.usage.calls_saved, state.best_score,
-            state.best_id or cand["id"], is_best,
+            state.best_id or cand["id"], is_best, state.cost,
         ))
 
     async def _score_best_on_test(self, state: _RunState, emit: Emit) -> None:
@@ -507,6 +550,8 @@ class Engine:
             "calls": r["calls"],
             "calls_saved": r["calls_saved"],
             "tokens": Usage.of_row(r).tokens,
+            "cost": run_cost(r),  # USD at the run's prices: 0.0 on a local endpoint, None when unknown
+            "cost_text": run_cost_text(r),
             "seconds": r["seconds"],
         }
 

@@ -42,10 +42,21 @@ class EngineServer:
         self.runs: dict[int, tuple[asyncio.Task[Any], asyncio.Event]] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.stopping = asyncio.Event()
+        self.gone = False  # the front end closed its end of the pipe
 
     def send(self, message: dict[str, Any]) -> None:
-        self.out.write(protocol.encode(message))
-        self.out.flush()
+        """Write one message. Once the front end is gone (its end of the pipe closed: the TUI was killed), drop
+        messages and stop serving, so runs are cancelled between candidates and stay resumable, instead of each
+        failing on its next event with a BrokenPipeError."""
+        if self.gone:
+            return
+        try:
+            self.out.write(protocol.encode(message))
+            self.out.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.gone = True
+            log.warning("the front end closed its end of the pipe: stopping (runs stay resumable)")
+            self.stopping.set()
 
     def emit(self, event: Event) -> None:
         self.send(protocol.notification(event.to_dict()))
@@ -179,14 +190,19 @@ def serve() -> int:
         proto_out.write(protocol.encode(protocol.error_from(None, exc)))
         return 2
 
-    async def main() -> None:
+    async def main() -> int:
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=2**24)
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
         server = EngineServer(proto_out)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, server.stopping.set)
-        await server.serve(reader)
+        try:
+            await server.serve(reader)
+        except IZError as exc:  # the engine cannot start (a damaged, locked or unwritable history): say why
+            log.error("cannot start: %s", exc)
+            proto_out.write(protocol.encode(protocol.error_from(None, exc)))
+            return 2
+        return 0
 
-    asyncio.run(main())
-    return 0
+    return asyncio.run(main())

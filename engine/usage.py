@@ -7,6 +7,9 @@ live screen's header and footer disagreed. Every count of a run goes through :cl
 Rules: an answer served by the response cache is saved, not paid; its tokens are those of the original request (so a
 run's tokens say what its answers cost once, cached or not); an evaluation answered by the run's own earlier score of
 the same instruction (dedup) saves one call per example and costs nothing.
+
+Money is paid only for answers that went over the network: ``paid_prompt_tokens`` and ``paid_completion_tokens``
+count the tokens of paid calls alone (a cached or deduplicated answer adds 0), and :meth:`Usage.cost` prices them.
 """
 
 from __future__ import annotations
@@ -15,7 +18,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-FIELDS = ("calls", "calls_saved", "prompt_tokens", "completion_tokens")
+FIELDS = ("calls", "calls_saved", "prompt_tokens", "completion_tokens", "paid_prompt_tokens",
+          "paid_completion_tokens")
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token: used when the endpoint reports no ``usage``, and for cost estimates."""
+    return 0 if not text else max(1, round(len(text) / 4))
 
 
 def _get(answer: Any, name: str) -> Any:
@@ -31,22 +40,40 @@ class Usage:
     calls_saved: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    paid_prompt_tokens: int = 0
+    paid_completion_tokens: int = 0
 
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def paid_tokens(self) -> int:
+        """The tokens of the calls that went over the network (what an endpoint bills)."""
+        return self.paid_prompt_tokens + self.paid_completion_tokens
+
+    def cost(self, prices: tuple[float, float] | None) -> float | None:
+        """What the paid calls cost at ``prices`` (USD per million input and output tokens, as
+        :attr:`engine.config.EndpointProfile.prices` gives them); None when the prices are unknown."""
+        if prices is None:
+            return None
+        price_in, price_out = prices
+        return (self.paid_prompt_tokens * price_in + self.paid_completion_tokens * price_out) / 1_000_000
 
     @classmethod
     def of_answers(cls, answers: Iterable[Any]) -> Usage:
         """The cost of a batch of answers (output dicts or completions)."""
         u = cls()
         for a in answers:
+            prompt, completion = _get(a, "prompt_tokens") or 0, _get(a, "completion_tokens") or 0
             if _get(a, "cache_hit"):
                 u.calls_saved += 1
             else:
                 u.calls += 1
-            u.prompt_tokens += _get(a, "prompt_tokens") or 0
-            u.completion_tokens += _get(a, "completion_tokens") or 0
+                u.paid_prompt_tokens += prompt
+                u.paid_completion_tokens += completion
+            u.prompt_tokens += prompt
+            u.completion_tokens += completion
         return u
 
     @classmethod
@@ -69,4 +96,4 @@ class Usage:
         return asdict(self)
 
 
-__all__ = ["FIELDS", "Usage"]
+__all__ = ["FIELDS", "Usage", "estimate_tokens"]

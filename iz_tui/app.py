@@ -160,8 +160,10 @@ class IZApp(App[None]):
             target.post_message(EngineEvent(event))
 
     def listen(self, target: MessagePump, run_id: int | None = None, replay: bool = True) -> None:
-        """Send ``target`` the events of ``run_id`` (None: every run), replaying those it missed."""
-        self._listeners[run_id].append(target)
+        """Send ``target`` the events of ``run_id`` (None: every run), replaying those it missed. Listening again
+        (a run screen resuming its run) does not double the events it gets."""
+        if target not in self._listeners[run_id]:
+            self._listeners[run_id].append(target)
         if replay and run_id is not None:
             for event in self._run_events.get(run_id, ()):
                 target.post_message(EngineEvent(event))

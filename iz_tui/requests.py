@@ -14,9 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.config import RunSettings
+
+if TYPE_CHECKING:
+    from engine.cost import Estimate
 
 
 @dataclass(frozen=True)
@@ -112,18 +115,35 @@ class RunRequest:
         return int(self.settings.get("budget_evaluations") or 0)
 
 
+def parse_max_cost(text: str) -> float | None | str:
+    """The "max $" field: None when empty (no cap), the USD amount, or what is wrong with it (a str)."""
+    text = text.strip().lstrip("$").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return "max $ must be an amount of USD (like 0.50), or empty for no cap"
+    if not value > 0 or value == float("inf"):
+        return "max $ must be more than 0 (empty for no cap)"
+    return value
+
+
 def build_request(task: str | None, method: str, endpoint: str, budget: Budget | None,
                   instructions: Sequence[str] = (), *, n_examples: int | None = None,
-                  n_demos: int = RunSettings.model_fields["n_demos"].default) -> RunRequest | str:
+                  n_demos: int = RunSettings.model_fields["n_demos"].default,
+                  max_cost: float | None = None) -> RunRequest | str:
     """The run to start, or what is wrong with the form (said in words, not a traceback).
 
-    ``n_examples`` is the task's size (None: unknown, not checked); ``n_demos`` the demos a run takes from it."""
+    ``n_examples`` is the task's size (None: unknown, not checked); ``n_demos`` the demos a run takes from it;
+    ``max_cost`` the run's cost budget in USD (None: none)."""
     if not task:
         return "pick a task first"
+    cap: dict[str, Any] = {} if max_cost is None else {"budget_cost": max_cost}
     if method == "manual":
         if not instructions:
             return "the manual method scores instructions you write: type at least one (one a line)"
-        settings: dict[str, Any] = {"method": method}
+        settings: dict[str, Any] = {"method": method, **cap}
         if budget is not None:
             settings.update(n_dev=budget.n_dev, n_test=budget.n_test)
         return RunRequest(task, method, endpoint, settings, tuple(instructions))
@@ -135,7 +155,7 @@ def build_request(task: str | None, method: str, endpoint: str, budget: Budget |
     if n_examples is not None and budget.n_dev + budget.n_test + n_demos > n_examples:
         return (f"{task} has {n_examples} examples: dev {budget.n_dev} + test {budget.n_test} + {n_demos} demos "
                 "do not fit; lower dev or test")
-    return RunRequest(task, method, endpoint, {"method": method, **budget.settings()})
+    return RunRequest(task, method, endpoint, {"method": method, **budget.settings(), **cap})
 
 
 def estimate(method: str, budget: Budget | None, n_instructions: int = 0) -> str:
@@ -146,6 +166,35 @@ def estimate(method: str, budget: Budget | None, n_instructions: int = 0) -> str
         return "[red]numbers only[/]"
     return (f"≤ {budget.max_calls} black-box calls "
             f"({budget.evaluations}×{budget.n_dev} dev + {budget.n_test} test)")
+
+
+def compact_count(n: int) -> str:
+    """A count for a one-line summary: 950, 12.3k, 4.5M."""
+    if n < 1000:
+        return str(n)
+    if n < 1_000_000:
+        return f"{n / 1000:.1f}k"
+    return f"{n / 1_000_000:.1f}M"
+
+
+def money_short(money: float | None, local: bool) -> str:
+    """Money for a one-line summary (markup): ``~$0.0123``, ``free: local endpoint``, or how to make it known."""
+    if money is None:
+        return "[yellow]$ unknown: set price_input/price_output[/]"
+    if local and money == 0:
+        return "free: local endpoint"
+    return f"~${money:.4f}" if money < 1 else f"~${money:,.2f}"
+
+
+def budget_line(method: str, budget: Budget | None, n_instructions: int = 0, cost: Estimate | None = None) -> str:
+    """The line under the form (markup): :func:`estimate`, or with an :class:`engine.cost.Estimate` of the run
+    ``≤ N calls · ~T tokens · $X`` (what the run will spend at most, before cache hits)."""
+    if cost is None or (method != "manual" and budget is None):
+        return estimate(method, budget, n_instructions)
+    head = f"{n_instructions} instruction{'s' if n_instructions != 1 else ''} · " if method == "manual" else ""
+    line = (f"{head}≤ {cost.calls} calls · ~{compact_count(cost.tokens)} tokens · "
+            f"{money_short(cost.money, cost.local)}")
+    return line + (f" (cut by the {cost.capped_by} cap)" if cost.capped_by else "")
 
 
 def stored_budget(run: Mapping[str, Any]) -> int:

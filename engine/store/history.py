@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
+import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -46,6 +48,28 @@ def _decoded(row: dict[str, Any], *names: str) -> dict[str, Any]:
     return row
 
 
+#: How long a write waits for another process holding the database (an engine, the TUI) before giving up.
+BUSY_TIMEOUT_S = 30.0
+
+
+def busy_timeout_s() -> float:
+    """The busy timeout in seconds: ``$IZ_BUSY_TIMEOUT`` when set to a positive number, else 30."""
+    try:
+        value = float(os.environ.get("IZ_BUSY_TIMEOUT") or BUSY_TIMEOUT_S)
+    except ValueError:
+        return BUSY_TIMEOUT_S
+    return value if value > 0 else BUSY_TIMEOUT_S
+
+
+def _no_room(folder: Path) -> bool:
+    """Whether the disk holding ``folder`` is (nearly) full: SQLite reports a full disk as a plain I/O error when
+    it is its shared-memory file (-shm) that cannot grow."""
+    try:
+        return shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
+
+
 def open_history(path: Path | str | None = None) -> History:
     """Open (creating if needed) the history database and bring its schema up to date."""
     return History(Path(path) if path else paths.history_db())
@@ -57,25 +81,80 @@ class History:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.RLock()
+        self.busy_timeout_s = busy_timeout_s()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+            # Created 0600 before SQLite opens it: its -wal and -shm files take the same mode.
+            paths.private_file(path)
+            conn = sqlite3.connect(str(path), check_same_thread=False, timeout=self.busy_timeout_s)
             self.db = Database(conn)
             self.db.execute("PRAGMA foreign_keys = ON")
-            self.db.execute("PRAGMA busy_timeout = 30000")
+            self.db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
             if self.db.journal_mode != "wal":
                 self.db.enable_wal()
             self._migrate()
+        except StoreError:
+            raise
         except sqlite3.DatabaseError as exc:
-            raise StoreError(
-                f"cannot open the history database {path}: {exc}",
-                "check the file is a SQLite database and the disk has room, or set IZ_HOME to another folder",
-            ) from None
+            raise self._error(exc, "open") or exc from None
         except OSError as exc:
+            blocker = next((p for p in path.parents if p.is_file()), None)
+            where = f"{exc.filename}: " if exc.filename and str(exc.filename) != str(path) else ""
+            what = f"{blocker} is a file, not a folder" if blocker else f"{where}{exc.strerror or exc}"
             raise StoreError(
-                f"cannot create the history folder {path.parent}: {exc.strerror}",
+                f"cannot create the history database {path}: {what}",
                 "check permissions and free space, or set IZ_HOME to a writable folder",
             ) from None
+
+    def _error(self, exc: sqlite3.DatabaseError, doing: str) -> StoreError | None:
+        """What a SQLite error means for a person: a locked, full, read-only or damaged history, always naming
+        the file; None for anything else (a bug, to be raised as it is), except when opening the file."""
+        text = str(exc)
+        low = text.lower()
+        if "locked" in low or "busy" in low:
+            return StoreError(
+                f"the history database {self.path} is locked by another program (waited "
+                f"{self.busy_timeout_s:g} s to {doing} it)",
+                "close the program holding it (a sqlite3 shell with an open transaction, say) and try again",
+            )
+        if "full" in low or ("i/o error" in low and _no_room(self.path.parent)):
+            what = ("the last change was not saved (earlier ones are)" if doing == "write" else
+                    f"SQLite has no room to {doing} it")
+            return StoreError(
+                f"the disk holding {self.path} is full; {what}",
+                "free some space, then try again (resume a run with `iz run --resume RUN_ID`)",
+            )
+        if "readonly" in low or "read-only" in low or "unable to open" in low:
+            return StoreError(
+                f"cannot {doing} the history database {self.path}: {text} (the file or its folder is read-only or "
+                "missing)",
+                "make the folder and file writable by you, or set IZ_HOME to a writable folder",
+            )
+        if "malformed" in low or "not a database" in low or "corrupt" in low:
+            return StoreError(
+                f"the history database {self.path} is damaged ({text})",
+                "move it away (a new one is created; `sqlite3 history.db .recover` may save its rows), or set "
+                "IZ_HOME to another folder",
+            )
+        if doing != "open":
+            return None
+        return StoreError(f"cannot open the history database {self.path}: {text}",
+                          "check the file is a SQLite database and the disk has room, or set IZ_HOME to another "
+                          "folder")
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Rows of a read, with SQLite failures (a damaged or locked file) turned into a :class:`StoreError`."""
+        try:
+            return list(self.db.query(sql, args))
+        except sqlite3.DatabaseError as exc:
+            raise self._error(exc, "read") or exc from None
+
+    def data_version(self) -> int:
+        """A number that changes whenever another connection (an engine, another iz) commits a change: cheap
+        enough to poll, so a screen can refresh when runs go on elsewhere."""
+        try:
+            return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.DatabaseError as exc:
+            raise self._error(exc, "read") or exc from None
 
     # -- schema -------------------------------------------------------------------------------------------
     def _migrate(self) -> None:
@@ -87,8 +166,17 @@ class History:
                 f"{', '.join(unknown)})",
                 "upgrade instructzero (pip install -U instructzero), or set IZ_HOME to use another history",
             )
+        pending = migrations.pending(self.db)
+        if not pending:
+            return  # nothing to write: a read-only or busy file still opens
         with self._lock:
-            migrations.apply(self.db)
+            if all(m.transactional for m in pending):
+                # Under the write lock, so two processes opening a new file at once do not both create it: the
+                # second waits, then finds nothing pending (apply looks again).
+                with self.transaction():
+                    migrations.apply(self.db)
+            else:
+                migrations.apply(self.db)
 
     @property
     def schema_version(self) -> int:
@@ -99,18 +187,31 @@ class History:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One writer at a time, all or nothing. A full disk rolls back and says so."""
+        """One writer at a time, all or nothing. A full disk rolls back and says so.
+
+        The outermost transaction begins IMMEDIATE: it takes the write lock first, waiting up to the busy timeout
+        for another process (a second engine, the TUI writing a mark) to finish. A plain BEGIN would read first
+        and then have to upgrade to a write, which SQLite refuses at once ("database is locked", no waiting) when
+        another connection wrote in between. Nested calls are savepoints inside it."""
         with self._lock:
             try:
-                with self.db.atomic():
-                    yield
-            except sqlite3.OperationalError as exc:
-                if "full" in str(exc).lower():
-                    raise StoreError(
-                        f"the disk holding {self.path} is full; the last change was not saved (earlier ones are)",
-                        "free some space, then resume the run with `iz run --resume RUN_ID`",
-                    ) from None
-                raise
+                if self.db.conn.in_transaction:
+                    with self.db.atomic():
+                        yield
+                else:
+                    self.db.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield
+                    except BaseException:
+                        self.db.rollback()
+                        raise
+                    try:
+                        self.db.execute("COMMIT")
+                    except BaseException:
+                        self.db.rollback()
+                        raise
+            except sqlite3.DatabaseError as exc:
+                raise self._error(exc, "write") or exc from None
 
     # Plain SQL for the writes a run makes per candidate and per example (sqlite-utils' insert/update read the
     # table's schema on every call: ~7 ms a scored candidate, against ~0.5 ms here; bench/history_scale.py).
@@ -160,6 +261,8 @@ class History:
                 "evaluations_saved": 0,
                 "prompt_tokens": 0,
                 "completion_tokens": 0,
+                "paid_prompt_tokens": 0,
+                "paid_completion_tokens": 0,
                 "seconds": 0.0,
             }
             return int(self.db["runs"].insert(row).last_pk)
@@ -169,7 +272,7 @@ class History:
             self.db["runs"].update(run_id, fields)
 
     def run(self, run_id: int) -> dict[str, Any]:
-        rows = list(self.db.query("select * from runs where id = ?", [run_id]))
+        rows = list(self._query("select * from runs where id = ?", [run_id]))
         if not rows:
             raise StoreError(f"no run with id {run_id} in {self.path}", "list runs with `iz runs`")
         return self._run_row(rows[0])
@@ -184,7 +287,7 @@ class History:
             args.append(method)
         sql = "select * from runs" + (" where " + " and ".join(where) if where else "") + " order by id desc"
         sql += f" limit {int(limit)}"
-        return [self._run_row(r) for r in self.db.query(sql, args)]
+        return [self._run_row(r) for r in self._query(sql, args)]
 
     @staticmethod
     def _run_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -296,7 +399,7 @@ class History:
             return sid
 
     def candidate(self, candidate_id: int) -> dict[str, Any]:
-        rows = list(self.db.query(self._cand_sql("c.id = ?"), [candidate_id]))
+        rows = list(self._query(self._cand_sql("c.id = ?"), [candidate_id]))
         if not rows:
             raise StoreError(f"no candidate with id {candidate_id}", "list a run's candidates with `iz show RUN_ID`")
         return self._cand_row(rows[0])
@@ -306,7 +409,7 @@ class History:
         if status:
             where += " and c.status = ?"
             args.append(status)
-        return [self._cand_row(r) for r in self.db.query(self._cand_sql(where) + " order by c.position", args)]
+        return [self._cand_row(r) for r in self._query(self._cand_sql(where) + " order by c.position", args)]
 
     @staticmethod
     def _cand_sql(where: str) -> str:
@@ -329,16 +432,16 @@ class History:
         if split:
             sql += " and split = ?"
             args.append(split)
-        return [_decoded(r, "answers") for r in self.db.query(sql + " order by id", args)]
+        return [_decoded(r, "answers") for r in self._query(sql + " order by id", args)]
 
     def scores(self, candidate_id: int) -> list[dict[str, Any]]:
-        rows = self.db.query("select * from scores where candidate_id = ? order by id", [candidate_id])
+        rows = self._query("select * from scores where candidate_id = ? order by id", [candidate_id])
         return [_decoded(r, "endpoint") for r in rows]
 
     def scored_instruction(self, run_id: int, instruction: str) -> dict[str, Any] | None:
         """The earliest scored candidate of a run with this exact instruction (the dedup look-up)."""
         rows = list(
-            self.db.query(
+            self._query(
                 "select * from candidates where run_id = ? and instruction = ? and status = 'scored' "
                 "and duplicate_of is null order by position limit 1",
                 [run_id, instruction],
@@ -388,28 +491,9 @@ class History:
             args.append(max_score)
         if starred:
             where.append("coalesce(m.star, 0) = 1")
-        orders = {
-            "relevance": f"{rank}, c.dev_score desc, c.id" if rank != "null" else "c.dev_score desc, c.id",
-            "score": "c.dev_score desc, c.id",
-            # Spelled out: inside an expression SQLite would resolve test_score to runs.test_score, not the alias.
-            "rerank": "coalesce((select s.score from scores s where s.candidate_id = c.id and s.kind = 'rerank' "
-                      "order by s.id desc limit 1), (select s.score from scores s where s.candidate_id = c.id "
-                      "and s.kind = 'test' order by s.id desc limit 1), -1) desc, c.dev_score desc, c.id",
-            "newest": "c.id desc",
-            "rank": "coalesce(m.manual_rank, 1e9), c.dev_score desc",
-        }
-        sql = (
-            "select c.*, r.task, r.method, m.star, m.note, m.manual_rank, "
-            f"{rank} as relevance, "
-            "(select s.score from scores s where s.candidate_id = c.id and s.kind = 'test' "
-            " order by s.id desc limit 1) as test_score, "
-            "(select s.score from scores s where s.candidate_id = c.id and s.kind = 'rerank' "
-            " order by s.id desc limit 1) as rerank_score "
-            f"from candidates c join runs r on r.id = c.run_id left join marks m on m.candidate_id = c.id{joins} "
-            f"where {' and '.join(where)} order by {orders.get(order, orders['relevance'])} limit {int(limit)}"
-        )
+        sql, args = _search_sql(" and ".join(where), args, joins, rank, order, int(limit))
         try:
-            return [self._cand_row(r) for r in self.db.query(sql, args)]
+            return [self._cand_row(r) for r in self._query(sql, args)]
         except sqlite3.OperationalError as exc:
             raise StoreError(f"bad search {query!r}: {exc}", "use plain words; quote a phrase with \"\"") from None
 
@@ -440,7 +524,7 @@ class History:
 
     # -- cache --------------------------------------------------------------------------------------------
     def cache_get(self, key: str) -> dict[str, Any] | None:
-        rows = list(self.db.query("select * from cache where key = ?", [key]))
+        rows = list(self._query("select * from cache where key = ?", [key]))
         return _decoded(rows[0], "params") if rows else None
 
     def cache_put(self, row: dict[str, Any]) -> None:
@@ -448,6 +532,52 @@ class History:
             row = dict(row)
             row["params_json"] = json.dumps(row.pop("params"), ensure_ascii=False)
             self.db["cache"].upsert({**row, "created_at": now()}, pk="key")
+
+
+#: The latest score of a kind (test, rerank) of candidate ``c``; idx_scores_candidate_kind (m003) seeks it directly.
+_LATEST = "(select s.score from scores s where s.candidate_id = c.id and s.kind = '{}' order by s.id desc limit 1)"
+_FROM = "from candidates c join runs r on r.id = c.run_id left join marks m on m.candidate_id = c.id"
+
+
+def _search_sql(where: str, args: list[Any], joins: str, rank: str, order: str,
+                limit: int) -> tuple[str, list[Any]]:
+    """The search's SQL in two steps, so that it costs per row shown, not per row matched (100,000 candidates:
+    bench/history_scale.py).
+
+    1. ``page`` picks the ids of the page on narrow rows (the id and the sort keys). Sorting by dev score walks
+       idx_candidates_dev_score (m003) and stops at the limit. A sort by rerank/test score or by manual rank puts
+       first the few candidates that have such a score or rank (sorted by it), then the others by dev score —
+       the order of sorting every row by ``coalesce(key, -1)`` (scores are >= 0) or ``coalesce(rank, 1e9)``,
+       without computing the key of every row.
+    2. Only the page's rows are read in full, with their latest test and rerank scores.
+    """
+    test, rerank = _LATEST.format("test"), _LATEST.format("rerank")
+    frm = _FROM + joins
+
+    def two_parts(key: str, key_order: str, has_key: str) -> str:
+        return (f"select * from (select c.id as pid, 0 as grp, {key} as k, {rank} as rel {frm} where {where} "
+                f"and {has_key} order by k {key_order}, c.dev_score desc, c.id limit {limit}) union all "
+                f"select * from (select c.id, 1, null, {rank} {frm} where {where} and not ({has_key}) "
+                f"order by c.dev_score desc, c.id limit {limit})")
+
+    if order == "rerank":
+        scored = "c.id in (select candidate_id from scores where kind in ('test', 'rerank') and score is not null)"
+        page = two_parts(f"coalesce({rerank}, {test})", "desc", scored)
+        outer, args = "page.grp, page.k desc, c.dev_score desc, c.id", args + args
+    elif order == "rank":
+        page = two_parts("m.manual_rank", "", "m.manual_rank is not null")
+        outer, args = "page.grp, page.k, c.dev_score desc, c.id", args + args
+    else:
+        sort = {"score": "c.dev_score desc, c.id", "newest": "c.id desc"}.get(order)
+        if sort is None:  # relevance (and anything unknown): bm25 first when there is a query
+            sort = f"{rank}, c.dev_score desc, c.id" if rank != "null" else "c.dev_score desc, c.id"
+        page = f"select c.id as pid, 0 as grp, null as k, {rank} as rel {frm} where {where} order by {sort} limit {limit}"
+        outer = sort.replace(rank, "page.rel") if rank != "null" else sort
+    sql = (f"with page as ({page}) select c.*, r.task, r.method, m.star, m.note, m.manual_rank, "
+           f"page.rel as relevance, {test} as test_score, {rerank} as rerank_score "
+           f"from page join candidates c on c.id = page.pid join runs r on r.id = c.run_id "
+           f"left join marks m on m.candidate_id = c.id order by {outer} limit {limit}")
+    return sql, args
 
 
 def fts_query(text: str) -> str:

@@ -149,6 +149,18 @@ def m002_json_columns(db: Database) -> None:
 
 
 @migrations()
+def m003_search_indexes(db: Database) -> None:
+    # Indexes only, chosen on a history of 100,000 candidates (bench/history_scale.py; figures in BENCHMARKS.md).
+    # The history's default page (best dev score first, also the second part of a rerank or manual-rank sort)
+    # walks this index and stops at the page's limit instead of sorting every candidate.
+    db.execute("create index if not exists idx_candidates_dev_score on candidates(dev_score desc)")
+    # Every listing shows a candidate's latest test and rerank score: one seek each. It starts with candidate_id,
+    # so it also serves the foreign key, and the index on candidate_id alone goes.
+    db.execute("create index if not exists idx_scores_candidate_kind on scores(candidate_id, kind, id)")
+    db.execute("drop index if exists idx_scores_candidate_id")
+
+
+@migrations()
 def m004_run_provenance(db: Database) -> None:
     # JSON: the package version, seed, generator and black box (names and model-file hashes) of each run.
     db["runs"].add_column("provenance_json", str)
@@ -156,3 +168,12 @@ def m004_run_provenance(db: Database) -> None:
 
 def known_names() -> list[str]:
     return [m.name for m in migrations._migrations]
+
+
+@migrations()
+def m005_paid_tokens(db: Database) -> None:
+    # The tokens of calls that went over the network (a cached or deduplicated answer adds 0): what an endpoint
+    # bills, priced by the profile's price_input/price_output. Rows from before stay NULL (counted as 0).
+    for table in ("runs", "candidates"):
+        db[table].add_column("paid_prompt_tokens", int)
+        db[table].add_column("paid_completion_tokens", int)

@@ -397,7 +397,7 @@ def _write_task(name: str, description: str, metric: str, template: str | None, 
     created_dir = not user_dir.exists()
     tmp: Path | None = None
     try:
-        user_dir.mkdir(parents=True, exist_ok=True)
+        paths.private_dir(user_dir)
         tmp = Path(tempfile.mkdtemp(prefix=f".import-{name}-", dir=user_dir))
         (tmp / TASK_FILE).write_text(_task_toml(name, description, metric, template), encoding="utf-8")
         (tmp / DATA_FILE).write_text(_data_jsonl(examples), encoding="utf-8")

@@ -74,9 +74,7 @@ class EngineClient:
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         if self.log_path is None:
-            logs = Path(env.get("IZ_HOME") or paths.home()) / "logs"
-            logs.mkdir(parents=True, exist_ok=True)
-            self.log_path = logs / "engine.log"
+            self.log_path = Path(env.get("IZ_HOME") or paths.home()) / "logs" / "engine.log"
         self.proc = await asyncio.create_subprocess_exec(
             self.python, "-m", "engine", "serve",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -103,15 +101,36 @@ class EngineClient:
 
     async def _drain_stderr(self) -> None:
         assert self.proc and self.proc.stderr and self.log_path
-        with open(self.log_path, "a", encoding="utf-8", errors="replace") as log:
+        log = self._open_log(self.log_path)
+        try:
             while True:
                 line = await self.proc.stderr.readline()
                 if not line:
                     return
                 text = line.decode("utf-8", errors="replace")
                 self._stderr_tail.append(text.rstrip())
-                log.write(text)
-                log.flush()
+                if log is not None:
+                    try:
+                        log.write(text)
+                        log.flush()
+                    except OSError:  # a full disk: stop logging, keep draining (the tail still says what died)
+                        with contextlib.suppress(OSError):
+                            log.close()
+                        log = None
+        finally:
+            if log is not None:
+                with contextlib.suppress(OSError):
+                    log.close()
+
+    @staticmethod
+    def _open_log(path: Path) -> Any:
+        """The engine log, readable by the user only (0600, folder 0700); None when it cannot be written (a
+        read-only or missing data folder: the engine then says what is wrong with it, and the tail is kept)."""
+        try:
+            paths.private_file(path)
+            return open(path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 - closed by the drain
+        except OSError:
+            return None
 
     async def _read(self) -> None:
         assert self._stdout is not None

@@ -29,6 +29,9 @@ class RunStarted(Event):
     budget: int
     resumed: bool = False
     notes: list[str] = field(default_factory=list)
+    #: engine.cost.Estimate.as_dict(): calls, tokens and money the run will spend at most (about); None from an
+    #: older engine, or when it could not be worked out.
+    estimate: dict[str, Any] | None = None
 
 
 @dataclass
@@ -65,6 +68,7 @@ class CandidateScored(Event):
     best_dev_score: float
     best_candidate_id: int
     is_best: bool
+    cost: float | None = None  # USD paid so far (0.0 on a local endpoint); None when the prices are unknown
 
 
 @dataclass

@@ -7,7 +7,9 @@ started here is the same run, in the same history, as one started from the TUI.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import shutil
 import signal
 import sys
@@ -17,8 +19,10 @@ from typing import Any
 import click
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from engine.config import METHODS, RunSettings
 from engine.errors import IZError
@@ -61,8 +65,37 @@ def _fmt(v: Any) -> str:
     return "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
 
 
+def _write_whole(path: Path, text: str) -> None:
+    """Write a file whole or not at all (a temporary file beside it, renamed over it), with one clear error when
+    the folder is missing, read-only or full. Not a regular file (a pipe, /dev/stdout): written directly."""
+    tmp: Path | None = None
+    try:
+        if path.exists() and not path.is_file():
+            with path.open("w", encoding="utf-8") as f:
+                f.write(text)
+            return
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+        tmp = None
+    except OSError as exc:
+        raise IZError(f"cannot write {path}: {exc.strerror or exc}",
+                      "check the folder exists, is writable and has space, or pick another -o path") from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def complete_task(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Task names for shell completion (`iz run <TAB>`); a broken task folder is skipped, never an error."""
+    from engine.tasks import list_tasks
+
+    return [t.name for t in list_tasks(errors=[]) if t.name.startswith(incomplete)]
+
+
 @click.command()
-@click.argument("task", required=False)
+@click.argument("task", required=False, shell_complete=complete_task)
 @click.option("--method", type=click.Choice(METHODS), default=None,
               help=f"{RUN_DEFAULTS.method} (default), or a baseline on the same budget.")
 @click.option("--budget", type=click.IntRange(min=1),
@@ -79,6 +112,8 @@ def _fmt(v: Any) -> str:
               help=f"Demos in the generator prompt. Default {RUN_DEFAULTS.n_demos}.")
 @click.option("--max-calls", "budget_calls", type=click.IntRange(min=1), help="Stop after this many paid calls.")
 @click.option("--max-tokens", "budget_tokens", type=click.IntRange(min=1), help="Stop after this many tokens.")
+@click.option("--max-cost", "budget_cost", type=click.FloatRange(min=0, min_open=True), metavar="USD",
+              help="Stop once the run has spent this many USD (needs price_input/price_output in the profile).")
 @click.option("--endpoint", help="An endpoint profile name or an OpenAI-compatible base URL.")
 @click.option("--model", help="The black-box model name (overrides the profile's).")
 @click.option("--seed", type=int, help=f"Seed for splits, projection and BO. Default {RUN_DEFAULTS.seed}.")
@@ -87,9 +122,12 @@ def _fmt(v: Any) -> str:
 @click.option("--like", "like", type=int, metavar="RUN_ID",
               help="Start a new run with the settings, seed, endpoint and model of RUN_ID (options given win).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the estimated calls, tokens and money, and exit (no run is created, no engine started).")
 @friendly_errors
 def run(task: str | None, method: str | None, resume: int | None, like: int | None, as_json: bool,
-        endpoint: str | None, model: str | None, instructions: tuple[str, ...], **settings: Any) -> None:
+        endpoint: str | None, model: str | None, instructions: tuple[str, ...], dry_run: bool,
+        **settings: Any) -> None:
     """Optimise an instruction for TASK (or run a baseline) and print the best one.
 
     Settings left out come from the [run] section of the configuration (`iz config show`); the defaults below
@@ -112,6 +150,11 @@ def run(task: str | None, method: str | None, resume: int | None, like: int | No
         endpoint = endpoint or request["endpoint"]
         model = model or (None if endpoint != request["endpoint"] else request["model"])
         instructions = instructions or tuple(request["instructions"])
+    if dry_run:
+        if resume is not None:
+            raise click.UsageError("--dry-run estimates a new run; a resumed run pays only for what is missing")
+        _dry_run(task or "", overrides, endpoint, model, list(instructions), as_json)
+        return
     summary = asyncio.run(_run(task, overrides, endpoint, model, list(instructions), resume, as_json))
     if as_json:
         click.echo(json.dumps(summary))
@@ -119,6 +162,42 @@ def run(task: str | None, method: str | None, resume: int | None, like: int | No
         _print_summary(summary)
     if summary.get("status") == "failed":
         sys.exit(1)
+
+
+def _dry_run(task: str, overrides: dict[str, Any], endpoint: str | None, model: str | None,
+             instructions: list[str], as_json: bool) -> None:
+    """What the run would spend (engine.cost), worked out here: nothing is recorded, no engine is started."""
+    from engine.config import load_config
+    from engine.cost import estimate_run
+    from engine.tasks import load_task
+
+    config = load_config()
+    settings = config.run.with_overrides(overrides)
+    name, profile = config.endpoint(endpoint, model)
+    if settings.method == "manual" and not instructions:
+        raise IZError("the manual method needs instructions to score", "pass --instruction TEXT (repeatable)")
+    est = estimate_run(load_task(task), settings, profile, n_instructions=len(instructions))
+    if as_json:
+        click.echo(json.dumps({"task": task, "method": settings.method, "endpoint": name, "model": profile.model,
+                               "prices": profile.prices, **est.as_dict()}))
+        return
+    evaluations = len(instructions) if settings.method == "manual" else settings.evaluations
+    prices = profile.prices
+    money = est.money_text()
+    if prices is not None and not est.local:
+        money += f"  (at ${prices[0]:g} in / ${prices[1]:g} out per million tokens)"
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("dry run", f"{task} · {settings.method} · {evaluations} evaluations · endpoint {name} "
+              f"({profile.model}); nothing started")
+    t.add_row("black-box calls", f"≤ {est.calls:,}")
+    t.add_row("tokens", f"~{est.tokens:,} ({est.prompt_tokens:,} prompt + {est.completion_tokens:,} completion)")
+    t.add_row("money", money)
+    if est.capped_by:
+        t.add_row("", f"cut short by the {est.capped_by} budget")
+    t.add_row("", "[dim]an estimate before cache hits and repeats, which cost nothing[/]")
+    out_console.print(t)
 
 
 def _like(run_id: int, task: str | None, overrides: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -192,12 +271,14 @@ def _print_summary(s: dict[str, Any]) -> None:
     t.add_column()
     t.add_row("run", f"{s['run_id']}  ({s['task']}, {s['method']}, {s['status']}"
               + (f", stopped by the {s['stop_reason']} budget" if s.get("status") == "stopped" else "") + ")")
-    t.add_row("best instruction", s.get("best_instruction") or "-")
+    t.add_row("best instruction", Text(s.get("best_instruction") or "-"))
     t.add_row("dev score", _fmt(s.get("dev_score")))
     t.add_row("test score", _fmt(s.get("test_score")))
     t.add_row("evaluations", f"{s['evaluations']} ({s.get('evaluations_saved', 0)} duplicates not re-scored)")
     t.add_row("black-box calls", f"{s['calls']} (saved by cache and dedup: {s['calls_saved']})")
     t.add_row("tokens", str(s["tokens"]))
+    if "cost_text" in s:
+        t.add_row("cost", s["cost_text"])
     t.add_row("time", f"{s['seconds']:.1f} s" if s.get("seconds") is not None else "-")
     out_console.print(t)
 
@@ -205,7 +286,7 @@ def _print_summary(s: dict[str, Any]) -> None:
 @click.command()
 @click.option("--task", help="Only runs of this task.")
 @click.option("--method", help="Only runs of this method.")
-@click.option("--limit", default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
 def runs(task: str | None, method: str | None, limit: int, as_json: bool) -> None:
@@ -218,13 +299,24 @@ def runs(task: str | None, method: str | None, limit: int, as_json: bool) -> Non
         click.echo("no runs yet: start one with `iz run TASK` or from the TUI (`iz`)")
         return
     cells = [[str(r["id"]), r["task"], r["method"], r["status"], str(r["evaluations"]), _fmt(r["best_dev_score"]),
-              _fmt(r["test_score"]), r["best_instruction"] or ""] for r in rows]
-    click.echo(plain_table(["id", "task", "method", "status", "evals", "dev", "test", "best instruction"], cells))
+              _fmt(r["test_score"]), _cost_cell(r), r["best_instruction"] or ""] for r in rows]
+    click.echo(plain_table(["id", "task", "method", "status", "evals", "dev", "test", "cost", "best instruction"],
+                           cells))
+
+
+def _cost_cell(row: dict[str, Any]) -> str:
+    """A run's cost in a listing: ``$0.0123``, ``free`` (a local endpoint) or ``?`` (no prices in the profile)."""
+    from engine.cost import run_prices
+
+    prices, free = run_prices(row)
+    cost = Usage.of_row(row).cost(prices)
+    return "free" if free else ("?" if cost is None else f"${cost:.4f}")
 
 
 @click.command()
 @click.argument("run_id", type=int)
-@click.option("--top", default=25, show_default=True, help="How many candidates to list (best first).")
+@click.option("--top", type=click.IntRange(min=1), default=25, show_default=True,
+              help="How many candidates to list (best first).")
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
 def show(run_id: int, top: int, as_json: bool) -> None:
@@ -237,11 +329,12 @@ def show(run_id: int, top: int, as_json: bool) -> None:
     r = data["runs"][0]
     out_console.print(f"[bold]run {r['id']}[/] {r['task']} · {r['method']} · {r['status']} · "
                       f"{r['endpoint'].get('name')} ({r['endpoint'].get('model')})")
-    out_console.print(f"best: [green]{r['best_instruction']}[/]  dev {_fmt(r['best_dev_score'])}  "
+    out_console.print(f"best: [green]{escape(r['best_instruction'] or '-')}[/]  dev {_fmt(r['best_dev_score'])}  "
                       f"test {_fmt(r['test_score'])}")
-    out_console.print(f"[dim]made with {made_with(r.get('provenance'))}[/]")
+    out_console.print(f"[dim]made with {escape(made_with(r.get('provenance')))}[/]")
     out_console.print(f"evaluations {r['evaluations']} · calls {r['calls']} (saved {r['calls_saved']}) · "
                       f"tokens {Usage.of_row(r).tokens} · {_fmt(r['seconds'])} s")
+    out_console.print(f"cost {r['cost_text']}")
     # Numbers never wrap; the instruction takes the rest of the width (wrapping whole words), so a listing reads
     # well at 80 columns.
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False, expand=True)
@@ -250,7 +343,7 @@ def show(run_id: int, top: int, as_json: bool) -> None:
     t.add_column("instruction", ratio=1, overflow="fold")
     for c in data["candidates"][:top]:
         t.add_row(str(c["id"]), str(c["iteration"]), _fmt(c["dev_score"]), _fmt(c["test_score"]),
-                  _fmt(c["rerank_score"]), c["instruction"])
+                  _fmt(c["rerank_score"]), Text(c["instruction"]))
     out_console.print(t)
 
 
@@ -291,7 +384,7 @@ def rerank(run_id: int | None, top_k: int, candidate_ids: tuple[int, ...], split
     t = Table("id", "dev", "old test", f"new ({split})", "n", "instruction")
     for r in results:
         t.add_row(str(r["candidate_id"]), _fmt(r["dev_score"]), _fmt(r["test_score"]), _fmt(r["rerank_score"]),
-                  str(r["n_examples"]), r["instruction"])
+                  str(r["n_examples"]), Text(r["instruction"]))
     out_console.print(t)
 
 
@@ -308,7 +401,7 @@ def export(run_id: int | None, candidate_ids: tuple[int, ...], fmt: str, output:
     data = export_data(open_history(), run_id=run_id, candidate_ids=list(candidate_ids) or None)
     text = to_json(data) if fmt == "json" else to_markdown(data)
     if output:
-        output.write_text(text, encoding="utf-8")
+        _write_whole(output, text)
         click.echo(f"wrote {output}", err=True)
     else:
         click.echo(text)
@@ -319,7 +412,7 @@ def export(run_id: int | None, candidate_ids: tuple[int, ...], fmt: str, output:
 @click.option("--task")
 @click.option("--run", "run_id", type=int)
 @click.option("--starred", is_flag=True)
-@click.option("--limit", default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @friendly_errors
 def search(query: str, task: str | None, run_id: int | None, starred: bool, limit: int) -> None:
     """Full-text search over every instruction ever scored (best match first)."""

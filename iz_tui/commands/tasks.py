@@ -71,11 +71,12 @@ def list_cmd() -> None:
 
 @tasks.command("show")
 @click.argument("name")
-@click.option("-n", "--examples", "n_examples", default=5, show_default=True, help="How many examples to print.")
+@click.option("-n", "--examples", "n_examples", type=click.IntRange(min=0), default=5, show_default=True, help="How many examples to print.")
 @friendly_errors
 def show_cmd(name: str, n_examples: int) -> None:
     """Show a task: description, metric, template, size and a few examples."""
     from rich.table import Table
+    from rich.text import Text
 
     from engine.tasks import load_task
     from engine.tasks.model import PREVIEW_INSTRUCTION
@@ -113,7 +114,7 @@ def show_cmd(name: str, n_examples: int) -> None:
             answers = " | ".join(_short(a, 60) for a in ex.answers[:4])
             if len(ex.answers) > 4:
                 answers += f" (+{len(ex.answers) - 4} more)"
-            table.add_row(str(i), _short(ex.input, 120), answers)
+            table.add_row(str(i), Text(_short(ex.input, 120)), Text(answers))  # data, never markup
         click.echo(_render(table), nl=False)
 
 

@@ -8,7 +8,7 @@ knows every screen) imports them when they are first shown.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from textual.screen import Screen
 
@@ -34,3 +34,15 @@ class BaseScreen(Screen[ResultType]):
     def history(self) -> History:
         """The history database the app opened."""
         return self.app.history
+
+    def save_mark(self, candidate_id: int, **mark: Any) -> bool:
+        """Write a star, note or rank; a history that cannot take it (locked by another program for longer than
+        the busy timeout, a full disk) is a notification, not a crash. Returns whether it was saved."""
+        from engine.errors import IZError
+
+        try:
+            self.history.set_mark(candidate_id, **mark)
+        except IZError as exc:
+            self.notify(f"{exc.problem}\nWhat to do: {exc.fix}", title="Not saved", severity="error", timeout=15)
+            return False
+        return True

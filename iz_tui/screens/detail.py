@@ -108,7 +108,8 @@ class CandidateScreen(BaseScreen[None]):
 
     def action_star(self) -> None:
         star = not self.cand.get("star")
-        self.history.set_mark(self.candidate_id, star=star)
+        if not self.save_mark(self.candidate_id, star=star):
+            return
         self.notify(f"{'starred' if star else 'unstarred'} #{self.candidate_id}")
         self.load()
         self.app.history_changed([self.candidate_id])
@@ -117,7 +118,8 @@ class CandidateScreen(BaseScreen[None]):
         def save(note: str | None) -> None:
             if note is None:
                 return
-            self.history.set_mark(self.candidate_id, note=note)
+            if not self.save_mark(self.candidate_id, note=note):
+                return
             self.notify("note saved" if note else "note cleared")
             self.load()
             self.app.history_changed([self.candidate_id])

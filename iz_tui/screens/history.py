@@ -53,6 +53,10 @@ class HistoryScreen(BaseScreen[None]):
         self._pending: tuple[int, int | None] | None = None
         self._reranking = False
         self.rerank_results: list[dict[str, Any]] = []
+        self._run_ids: list[int] = []
+        self._data_version: int | None = None
+        self._shown_filters: dict[str, Any] | None = None  # the filters of the page on show
+        self._just_mounted = True
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -63,26 +67,60 @@ class HistoryScreen(BaseScreen[None]):
 
     def on_mount(self) -> None:
         self.app.listen(self, None)
-        self.filter_bar.set_runs(self.history.runs(limit=200))
+        self._run_ids = self._set_runs()
         if self._pending is not None:
             self._apply_pending()
         else:
             self.reload()
         self.table.focus()
+        self._data_version = self._version()
+        self.set_interval(self.POLL_S, self._poll)
+
+    #: How often the screen looks for changes another process committed (a run in an engine, another iz).
+    POLL_S = 1.0
+
+    def _set_runs(self) -> list[int]:
+        runs = self.history.runs(limit=200)
+        self.filter_bar.set_runs(runs)
+        return [r["id"] for r in runs]
+
+    def _version(self) -> int | None:
+        try:
+            return self.history.data_version()
+        except IZError:
+            return None
+
+    def _poll(self) -> None:
+        """Show what was written meanwhile: a run going on in this app's engine or in another process (SQLite's
+        data_version changes whenever another connection commits, so an idle history costs one pragma a tick)."""
+        if not self.is_current:
+            return
+        version = self._version()
+        if version is None or version == self._data_version:
+            return
+        self._data_version = version
+        if [r["id"] for r in self.history.runs(limit=200)] != self._run_ids:
+            self._run_ids = self._set_runs()  # a new run: offer it in the run filter too
+        self.reload()
 
     def on_unmount(self) -> None:
         self.app.unlisten(self)
 
     def on_screen_resume(self) -> None:
-        """Back from a run or a detail: new runs and marks may have appeared."""
+        """Back from a run or a detail: new runs and marks may have appeared. (The resume that follows the first
+        mount has nothing new to show: on_mount has just loaded the page.)"""
+        if self._just_mounted:
+            self._just_mounted = False
+            return
         if self.is_mounted:
-            self.filter_bar.set_runs(self.history.runs(limit=200))
+            self._run_ids = self._set_runs()
             self.reload()
 
     # -- what the table shows -----------------------------------------------------------------------------
     def reload(self, keep_cursor: bool = True) -> None:
         """Query the history with the current filters and refill the table (cursor stays on the same candidate)."""
         f = self.filter_bar.filters()
+        self._shown_filters = dict(f)
         query = f.pop("query")
         try:
             rows = self.history.search(query, **f)
@@ -105,7 +143,9 @@ class HistoryScreen(BaseScreen[None]):
 
     @on(FilterBar.Changed)
     def _filters_changed(self) -> None:
-        if self.is_mounted:
+        # Filling the pickers can report a change that changes nothing: a page costs a query and a table fill
+        # (hundreds of rows measured by the DataTable), so only a real change reloads (bench/history_scale.py).
+        if self.is_mounted and self.filter_bar.filters() != self._shown_filters:
             self.reload()
 
     @on(Input.Submitted, "#search")
@@ -116,7 +156,7 @@ class HistoryScreen(BaseScreen[None]):
         """Filter to one run and put the cursor on a candidate (used by the run screen and the palette)."""
         self._pending = (run_id, candidate_id)
         if self.is_mounted:
-            self.filter_bar.set_runs(self.history.runs(limit=200))
+            self._run_ids = self._set_runs()
             self._apply_pending()
 
     def _apply_pending(self) -> None:
@@ -151,7 +191,8 @@ class HistoryScreen(BaseScreen[None]):
         if c is None:
             return
         star = not c.get("star")
-        self.history.set_mark(c["id"], star=star)
+        if not self.save_mark(c["id"], star=star):
+            return
         self.table.show_star(c["id"], star)
         self.notify(f"{'starred' if star else 'unstarred'} #{c['id']}")
         if self.filter_bar.starred_only:
@@ -165,7 +206,8 @@ class HistoryScreen(BaseScreen[None]):
         def save(note: str | None) -> None:
             if note is None:
                 return
-            self.history.set_mark(c["id"], note=note)
+            if not self.save_mark(c["id"], note=note):
+                return
             c["note"] = note or None
             self.notify(f"note saved on #{c['id']}" if note else f"note cleared on #{c['id']}")
             self._update_info()
@@ -266,7 +308,7 @@ class HistoryScreen(BaseScreen[None]):
         if isinstance(ev, RerankProgress):
             self._update_info(f" · rerank {ev.done}/{ev.total}: #{ev.candidate_id} → {fmt_score(ev.score)}")
         elif isinstance(ev, RunFinished) and self.is_current:
-            self.filter_bar.set_runs(self.history.runs(limit=200))  # a background run finished: show its rows
+            self._run_ids = self._set_runs()  # a background run finished: show its rows
             self.reload()
 
     # -- export and compare -------------------------------------------------------------------------------

@@ -23,10 +23,11 @@ from iz_tui.requests import (
     PRESETS,
     Budget,
     RunRequest,
+    budget_line,
     build_request,
-    estimate,
     parse_budget,
     parse_instructions,
+    parse_max_cost,
     preset_of,
 )
 from iz_tui.screens.base import BaseScreen
@@ -93,6 +94,9 @@ class HomeScreen(BaseScreen[None]):
                 yield Label("Budget", classes="form-label")
                 yield Select([(label, key) for key, label in PRESET_LABELS.items()], value="quick",
                              allow_blank=False, compact=True, id="preset")
+                yield Label("max $", classes="num-label")
+                yield Input(placeholder="no cap", compact=True, id="max-cost",
+                            tooltip="Stop the run once it has spent this many USD (needs the endpoint's prices)")
             with Horizontal(classes="form-row", id="numbers"):
                 quick = PRESETS["quick"]
                 for attr, label in FIELDS:
@@ -144,6 +148,7 @@ class HomeScreen(BaseScreen[None]):
     def _task_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         if event.option.id:
             self._show_task(event.option.id)
+            self._update_estimate()
 
     @on(OptionList.OptionSelected, "#tasks")
     def _task_selected(self) -> None:
@@ -187,6 +192,7 @@ class HomeScreen(BaseScreen[None]):
         """The prompt preview follows the endpoint: chat and completions prompts differ."""
         if self.selected_task:
             self._show_task(self.selected_task)
+        self._update_estimate()
 
     # -- form ---------------------------------------------------------------------------------------------
     @on(Select.Changed, "#method")
@@ -232,6 +238,7 @@ class HomeScreen(BaseScreen[None]):
         self._update_estimate()
 
     @on(TextArea.Changed, "#manual")
+    @on(Input.Changed, "#max-cost")
     def _manual_changed(self) -> None:
         self._update_estimate()
 
@@ -241,9 +248,40 @@ class HomeScreen(BaseScreen[None]):
     def _instructions(self) -> list[str]:
         return parse_instructions(self.query_one("#manual", TextArea).text)
 
+    def _max_cost(self) -> float | None | str:
+        return parse_max_cost(self.query_one("#max-cost", Input).value)
+
+    def _cost_estimate(self, method: str, budget: Budget | None, n_instructions: int) -> Any:
+        """The run's estimated calls, tokens and money (engine.cost), or None when it cannot be worked out yet."""
+        task = self._tasks.get(self.selected_task or "")
+        profile = self.app.config.endpoints.get(str(self.query_one("#endpoint", Select).value))
+        if task is None or profile is None:
+            return None
+        from engine.cost import estimate_run
+
+        values: dict[str, Any] = {"method": method}
+        if budget is not None and budget.problem() is None:
+            values.update(budget.settings())
+        elif method != "manual":
+            return None
+        max_cost = self._max_cost()
+        if isinstance(max_cost, float):
+            values["budget_cost"] = max_cost
+        if method == "manual":
+            values = {k: v for k, v in values.items() if k in ("method", "n_dev", "n_test", "budget_cost")}
+        try:
+            settings = self.app.config.run.with_overrides(values)
+            return estimate_run(task, settings, profile, n_instructions=n_instructions)
+        except IZError:  # a task too small for these numbers: the form says so when starting
+            return None
+
     def _update_estimate(self) -> None:
         method = str(self.query_one("#method", Select).value)
-        self.query_one("#estimate", Static).update(estimate(method, self._budget(), len(self._instructions())))
+        budget, n = self._budget(), len(self._instructions())
+        line = budget_line(method, budget, n, self._cost_estimate(method, budget, n))
+        if isinstance(self._max_cost(), str):
+            line += " · [red]max $: a number[/]"
+        self.query_one("#estimate", Static).update(line)
 
     def validate(self) -> RunRequest | str:
         """The run to start, or what is wrong with the form (said in words, not a traceback)."""
@@ -251,10 +289,18 @@ class HomeScreen(BaseScreen[None]):
         method = str(self.query_one("#method", Select).value)
         endpoint = str(self.query_one("#endpoint", Select).value)
         known = self._tasks.get(task) if task else None
+        max_cost = self._max_cost()
+        if isinstance(max_cost, str):
+            return max_cost
+        profile = self.app.config.endpoints.get(endpoint)
+        if max_cost is not None and profile is not None and profile.prices is None:
+            return (f"max $ needs the prices of endpoint {endpoint}: set price_input and price_output (USD per "
+                    f"million tokens) under [endpoints.{endpoint}] in the configuration")
         return build_request(task, method, endpoint, self._budget(), self._instructions(),
                              n_examples=len(known.examples) if known is not None else None,
                              # a task with its own demos (demos.jsonl) does not take them from its examples
-                             n_demos=0 if known is not None and known.demos else self.app.config.run.n_demos)
+                             n_demos=0 if known is not None and known.demos else self.app.config.run.n_demos,
+                             max_cost=max_cost)
 
     @on(Button.Pressed, "#start")
     def _start_pressed(self) -> None:

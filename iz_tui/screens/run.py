@@ -49,16 +49,22 @@ class RunTotals:
     evaluations: int = 0
     calls: int = 0
     calls_saved: int = 0
+    cost: float | None = None  # USD paid so far; None when the endpoint's prices are unknown
+    #: The engine's estimate of the whole run (engine.cost.Estimate.as_dict()), from RunStarted; None before it.
+    estimate: dict[str, Any] | None = None
 
     def update(self, source: CandidateScored | dict[str, Any]) -> None:
         """Take the engine's totals from a scored candidate or from a run summary / history row."""
         if isinstance(source, CandidateScored):
             self.budget = source.budget or self.budget
             self.evaluations, self.calls, self.calls_saved = source.evaluations, source.calls, source.calls_saved
+            self.cost = source.cost
             return
         self.evaluations = int(source.get("evaluations") or 0)
         self.calls = int(source.get("calls") or 0)
         self.calls_saved = int(source.get("calls_saved") or 0)
+        if "cost" in source:
+            self.cost = source["cost"]
 
     @property
     def spent(self) -> str:
@@ -67,6 +73,22 @@ class RunTotals:
 
     def counts(self) -> str:
         return f"{self.evaluations}/{self.budget} evals · {self.spent}"
+
+    def versus_estimate(self) -> str | None:
+        """Spent against the engine's estimate, for the line under the counts (plain text); None without one."""
+        est = self.estimate
+        if not est:
+            return None
+        from engine.cost import money_text
+
+        if est.get("money") is None:
+            money = "cost unknown (set price_input/price_output in the profile)"
+        elif est.get("local"):
+            money = "free: local endpoint"
+        else:
+            spent = "?" if self.cost is None else money_text(self.cost)
+            money = f"{spent} of ~{money_text(est['money'])}"
+        return f"spent {self.calls} of ≤{est.get('calls', 0)} calls estimated · {money}"
 
 
 class RunScreen(BaseScreen[None]):
@@ -103,6 +125,7 @@ class RunScreen(BaseScreen[None]):
             yield ProgressBar(total=self.totals.budget or None, show_eta=False, show_percentage=False,
                               id="run-bar")
             yield Static("", id="run-counts")
+        yield Static("", id="run-cost", classes="hidden")
         yield BestPlot("best dev score over evaluations", id="run-plot")
         yield DataTable(id="run-cands", cursor_type="row", zebra_stripes=True)
         with Vertical(id="run-result", classes="hidden"):
@@ -206,6 +229,9 @@ class RunScreen(BaseScreen[None]):
         run = h.run(run_id)
         self.totals.budget = stored_budget(run)
         self.totals.update(run)
+        from engine.cost import run_cost
+
+        self.totals.cost = run_cost(run)
         self.query_one("#run-title", Static).update(
             f"[b]{escape(run['task'])}[/] · {run['method']} · endpoint {escape(run['endpoint'].get('name', '?'))}"
             f" · run {run_id} (resumed)")
@@ -226,7 +252,9 @@ class RunScreen(BaseScreen[None]):
             return
         if isinstance(ev, RunStarted):
             self.totals.budget = ev.budget
+            self.totals.estimate = ev.estimate or self.totals.estimate
             self.query_one("#run-bar", ProgressBar).update(total=ev.budget)
+            self._show_counts()
             self._set_status(f"run {ev.run_id} started: {ev.budget} evaluations to spend")
             for note in ev.notes:
                 self.notify(note, title="Note")
@@ -252,7 +280,9 @@ class RunScreen(BaseScreen[None]):
         table = self.query_one("#run-cands", DataTable)
         if str(cid) in table.rows:
             return
-        table.add_row("", str(position + 1), str(iteration), "…", "", instruction, key=str(cid))
+        # A Text, not a str: a str cell is read as markup ("[input]" in an instruction would vanish) and parsed
+        # again on every repaint of the table.
+        table.add_row("", str(position + 1), str(iteration), "…", "", Text(instruction), key=str(cid))
 
     def _on_scored(self, ev: CandidateScored) -> None:
         self._add_row(ev.candidate_id, ev.position, ev.iteration, ev.instruction)
@@ -264,6 +294,10 @@ class RunScreen(BaseScreen[None]):
 
     def _show_counts(self) -> None:
         self.query_one("#run-counts", Static).update(escape(self.totals.counts()))
+        line = self.totals.versus_estimate()
+        cost = self.query_one("#run-cost", Static)
+        cost.set_class(line is None, "hidden")
+        cost.update(f"[dim]{escape(line or '')}[/]")
 
     def _scored_row(self, cid: int, dev: float | None, cache_hit: bool, evaluations: int, instruction: str,
                     best: tuple[int | None, float] | None = None) -> None:

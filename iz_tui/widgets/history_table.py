@@ -65,7 +65,7 @@ class HistoryTable(DataTable[Any]):
             fmt_score(r["dev_score"]),
             fmt_score(r.get("test_score")),
             fmt_score(r.get("rerank_score")),
-            short(r["instruction"], 200),
+            Text(short(r["instruction"], 200)),  # not markup: "[input]" in an instruction must show as written
         ]
 
     def move_to(self, candidate_id: int) -> bool:

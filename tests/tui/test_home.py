@@ -118,3 +118,34 @@ async def test_user_tasks_are_listed_beside_the_built_in_ones() -> None:
         options.highlighted = labels.index("shout (yours)")
         await pilot.pause()
         assert "Say it in capitals." in text_of(app, "#task-preview") and "yours" in text_of(app, "#task-preview")
+
+
+async def test_the_budget_line_shows_the_estimated_calls_tokens_and_money() -> None:
+    from engine.config import Config, EndpointProfile
+    from engine.cost import estimate_run
+    from engine.tasks import load_task
+
+    remote = "https://api.example.invalid/v1"
+    paid = EndpointProfile(base_url=remote, model="m", price_input=0.15, price_output=0.6)
+    app = IZApp(config=Config(endpoints={"paid": paid, "unpriced": EndpointProfile(base_url=remote, model="m")}))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, HomeScreen)
+        quick = Config().run.with_overrides({"method": "instructzero", **PRESETS["quick"].settings()})
+        est = estimate_run(load_task("larger_animal"), quick, paid)
+        line = text_of(app, "#estimate")
+        assert f"≤ {est.calls} calls" in line and "tokens" in line and "free: local endpoint" in line
+        screen.query_one("#endpoint", Select).value = "paid"
+        await pilot.pause()
+        assert f"~${est.money:.4f}" in text_of(app, "#estimate")
+        # The "max $" field caps the run (and the estimate); without prices it is refused in words.
+        screen.query_one("#max-cost", Input).value = "0.00001"
+        await pilot.pause()
+        assert "cut by the cost cap" in text_of(app, "#estimate")
+        req = screen.validate()
+        assert isinstance(req, RunRequest) and req.settings["budget_cost"] == 0.00001
+        screen.query_one("#endpoint", Select).value = "unpriced"
+        await pilot.pause()
+        assert "unknown" in text_of(app, "#estimate")
+        assert "price_input" in str(screen.validate())

@@ -83,7 +83,8 @@ def test_usage_counts_answers_dicts_and_objects_alike() -> None:
 
     dicts = [{"cache_hit": False, "prompt_tokens": 10, "completion_tokens": 2},
              {"cache_hit": True, "prompt_tokens": 10, "completion_tokens": 2}]
-    assert Usage.of_answers(dicts) == Usage.of_answers([Answer(False), Answer(True)]) == Usage(1, 1, 20, 4)
+    # tokens: what the answers cost once (cached or not); paid tokens: only the answer that went over the network
+    assert Usage.of_answers(dicts) == Usage.of_answers([Answer(False), Answer(True)]) == Usage(1, 1, 20, 4, 10, 2)
     assert Usage.reused(5) == Usage(calls_saved=5) and Usage.reused(5).tokens == 0
     assert Usage(1, 2, 3, 4) + Usage(1, 1, 1, 1) == Usage(2, 3, 4, 5)
     assert Usage.of_row({"calls": 3, "calls_saved": None, "prompt_tokens": 7}) == Usage(3, 0, 7, 0)

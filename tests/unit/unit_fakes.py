@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,12 +26,16 @@ FORWARD = "I gave a friend an instruction"
 class FakeEndpoint:
     """A stdlib HTTP server on 127.0.0.1 speaking chat and completions: a proposal (a prompt holding the
     forward template) is answered with ``propose(body)``, anything else with ``answer``; every request body is
-    recorded, so tests check what went over the wire."""
+    recorded with its headers, so tests check what went over the wire. ``fail_status`` makes every request fail
+    with that HTTP status and ``fail_body`` (a JSON error by default); ``delay`` slows each answer down."""
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.answer = "elephant"
+        self.fail_status: int | None = None
+        self.fail_body = json.dumps({"error": {"message": "request refused"}})
+        self.delay = 0.0
         self.propose: Callable[[dict[str, Any]], str] = (
             lambda body: f" write the answer number {body.get('seed')}.\nInput: echo")
         fake = self
@@ -42,7 +47,17 @@ class FakeEndpoint:
             def do_POST(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
                 with fake.lock:
-                    fake.requests.append({"path": self.path, "body": body})
+                    fake.requests.append({"path": self.path, "body": body, "headers": dict(self.headers)})
+                if fake.delay:
+                    time.sleep(fake.delay)
+                if fake.fail_status is not None:
+                    data = fake.fail_body.encode()
+                    self.send_response(fake.fail_status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 prompt = json.dumps(body.get("messages") or body.get("prompt"))
                 text = fake.propose(body) if FORWARD in prompt else fake.answer
                 chat = self.path.endswith("/chat/completions")

@@ -1,0 +1,179 @@
+"""The search indexes (migration m003) and the two-step search queries: same results, the planned index used.
+
+Timings are not checked here (bench/history_scale.py measures them on 100,000 candidates); these tests pin what
+makes them fast (the query plans) and that the faster queries return exactly what a plain sort of every row would.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlite_utils import Database
+
+from engine.store import History, open_history
+from engine.store.history import fts_query
+from engine.store.migrations import known_names, migrations
+from engine.usage import Usage
+
+WORDS = ["write", "name", "give", "the", "larger", "animal", "opposite", "plural", "form", "of", "each", "word",
+         "input", "first", "letter"]
+ENDPOINT = {"name": "bench", "model": "m"}
+
+
+def _indexes(h: History, table: str) -> set[str]:
+    return {r[1] for r in h.db.execute(f"pragma index_list([{table}])").fetchall()}
+
+
+def _fill(h: History, n_runs: int = 4, per_run: int = 25, seed: int = 0) -> list[int]:
+    """Runs with repeats (duplicate_of), test and rerank scores on some candidates, stars and manual ranks."""
+    rng = random.Random(seed)
+    ids: list[int] = []
+    for r in range(n_runs):
+        run = h.create_run("larger_animal" if r % 2 else "antonyms", "instructzero" if r % 3 else "random",
+                           {"seed": r}, ENDPOINT)
+        seen: dict[str, int] = {}
+        for pos in range(per_run):
+            text = (rng.choice(list(seen)) if seen and rng.random() < 0.2 else
+                    " ".join(rng.choice(WORDS) for _ in range(6)).capitalize() + ".")
+            cid = h.add_candidate(run, pos // 5, pos, [rng.random(), rng.random()], text)
+            dup = seen.get(text)
+            dev = round(rng.choice([0.0, 0.25, 0.5, 0.75, 1.0]), 2)  # ties on purpose: the id breaks them
+            out = [] if dup else [{"input": "cat, whale", "answers": ["whale"], "output": "whale", "score": dev,
+                                   "cache_hit": False}]
+            h.record_score(cid, dev_score=dev, scores=[dev], outputs=out,
+                           usage=Usage.reused(1) if dup else Usage.of_answers(out), duplicate_of=dup)
+            seen.setdefault(text, cid)
+            ids.append(cid)
+            if dup is None and rng.random() < 0.15:
+                h.add_score(cid, kind="test", split="test", endpoint=ENDPOINT, metric="contains",
+                            score=round(rng.random(), 2), outputs=out)
+            if dup is None and rng.random() < 0.1:
+                for _ in range(rng.randint(1, 2)):  # the latest rerank score counts
+                    h.add_score(cid, kind="rerank", split="test", endpoint=ENDPOINT, metric="contains",
+                                score=round(rng.random(), 2), outputs=out)
+            if rng.random() < 0.1:
+                h.set_mark(cid, star=True)
+            if rng.random() < 0.1:
+                h.set_mark(cid, manual_rank=rng.randint(1, 5))
+    return ids
+
+
+def _plain_search(h: History, query: str | None = None, *, task: str | None = None, method: str | None = None,
+                  min_score: float | None = None, starred: bool | None = None, order: str = "relevance",
+                  limit: int = 500, duplicates: bool = False) -> list[tuple[Any, ...]]:
+    """The definition of each order: every matching row sorted by its key (what search() did before m003)."""
+    where, args = ["c.status = 'scored'"], []
+    if not duplicates:
+        where.append("c.duplicate_of is null")
+    joins, rank = "", "null"
+    if query:
+        joins, rank = " join candidates_fts f on f.rowid = c.id", "bm25(candidates_fts)"
+        where.append("candidates_fts match ?")
+        args.append(fts_query(query))
+    for cond, val in (("r.task = ?", task), ("r.method = ?", method), ("c.dev_score >= ?", min_score)):
+        if val is not None:
+            where.append(cond)
+            args.append(val)
+    if starred:
+        where.append("coalesce(m.star, 0) = 1")
+    latest = "(select s.score from scores s where s.candidate_id = c.id and s.kind = '{}' order by s.id desc limit 1)"
+    test, rerank = latest.format("test"), latest.format("rerank")
+    orders = {
+        "relevance": f"{rank}, c.dev_score desc, c.id" if query else "c.dev_score desc, c.id",
+        "score": "c.dev_score desc, c.id",
+        "rerank": f"coalesce({rerank}, {test}, -1) desc, c.dev_score desc, c.id",
+        "newest": "c.id desc",
+        "rank": "coalesce(m.manual_rank, 1e9), c.dev_score desc, c.id",
+    }
+    sql = (f"select c.id, {rank} as relevance, {test} as test_score, {rerank} as rerank_score "
+           f"from candidates c join runs r on r.id = c.run_id left join marks m on m.candidate_id = c.id{joins} "
+           f"where {' and '.join(where)} order by {orders[order]} limit {limit}")
+    return [tuple(row) for row in h.db.execute(sql, args).fetchall()]
+
+
+def _shown(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [(r["id"], r["relevance"], r["test_score"], r["rerank_score"]) for r in rows]
+
+
+def test_m003_adds_the_search_indexes_and_drops_the_redundant_one(tmp_path: Path) -> None:
+    h = open_history(tmp_path / "h.db")
+    assert "m003_search_indexes" in known_names()
+    assert "idx_candidates_dev_score" in _indexes(h, "candidates")
+    scores = _indexes(h, "scores")
+    assert "idx_scores_candidate_kind" in scores and "idx_scores_candidate_id" not in scores
+    cols = [r[2] for r in h.db.execute("pragma index_info(idx_scores_candidate_kind)").fetchall()]
+    assert cols == ["candidate_id", "kind", "id"]
+
+
+def test_a_history_from_before_m003_gets_the_indexes_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = Database(path)
+    migrations.apply(db, stop_before="m003_search_indexes")
+    run = db["runs"].insert({"task": "t", "method": "instructzero", "settings_json": "{}",
+                             "endpoint_json": '{"name": "embedded"}', "status": "finished"}).last_pk
+    cid = db["candidates"].insert({"run_id": run, "iteration": 0, "position": 0, "instruction": "Name the animal.",
+                                   "status": "scored", "dev_score": 0.5, "scores_json": "[0.5]"}).last_pk
+    db["scores"].insert({"candidate_id": cid, "kind": "test", "split": "test", "n_examples": 1, "score": 0.75})
+    db.close()
+    h = open_history(path)  # applies m003 and whatever follows it
+    assert h.schema_version == len(known_names())
+    assert "idx_candidates_dev_score" in _indexes(h, "candidates")
+    assert "idx_scores_candidate_kind" in _indexes(h, "scores")
+    rows = h.search("animal", order="rerank")
+    assert [(r["id"], r["test_score"]) for r in rows] == [(cid, 0.75)]
+
+
+def test_the_default_page_walks_the_dev_score_index_instead_of_sorting(tmp_path: Path) -> None:
+    h = open_history(tmp_path / "h.db")
+    _fill(h, n_runs=1, per_run=5)
+    sql = ("select c.id from candidates c join runs r on r.id = c.run_id left join marks m on m.candidate_id = c.id "
+           "where c.status = 'scored' and c.duplicate_of is null order by c.dev_score desc, c.id limit 500")
+    plan = " | ".join(r[3] for r in h.db.execute("explain query plan " + sql).fetchall())
+    assert "idx_candidates_dev_score" in plan and "TEMP B-TREE" not in plan, plan
+    latest = "select score from scores s where s.candidate_id = ? and s.kind = 'test' order by s.id desc limit 1"
+    plan = " | ".join(r[3] for r in h.db.execute("explain query plan " + latest, [1]).fetchall())
+    assert "idx_scores_candidate_kind" in plan and "TEMP B-TREE" not in plan, plan
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
+    h = open_history(tmp_path_factory.mktemp("store") / "h.db")
+    _fill(h)
+    yield h
+    h.close()
+
+
+@pytest.mark.parametrize("order", ["relevance", "score", "rerank", "newest", "rank"])
+@pytest.mark.parametrize("filters", [
+    {}, {"query": "animal"}, {"query": "larger word", "task": "larger_animal"}, {"task": "antonyms"},
+    {"method": "random", "min_score": 0.5}, {"starred": True}, {"duplicates": True}, {"query": "first", "starred": True},
+])
+def test_search_returns_what_sorting_every_row_returns(filled: History, order: str, filters: dict[str, Any]) -> None:
+    """The two-step queries (page of ids first, rerank/rank sorts in two parts) change no result or order."""
+    h = filled
+    for limit in (3, 17, 500):
+        assert _shown(h.search(**filters, order=order, limit=limit)) == \
+            _plain_search(h, **filters, order=order, limit=limit), (filters, order, limit)
+
+
+def test_rerank_order_puts_scored_candidates_first_latest_rerank_over_test(tmp_path: Path) -> None:
+    h = open_history(tmp_path / "h.db")
+    run = h.create_run("t", "instructzero", {}, ENDPOINT)
+    ids = []
+    for pos, dev in enumerate([1.0, 0.9, 0.2, 0.1]):
+        cid = h.add_candidate(run, 0, pos, None, f"Instruction {pos}.")
+        h.record_score(cid, dev_score=dev, scores=[dev], outputs=[], usage=Usage())
+        ids.append(cid)
+    h.add_score(ids[3], kind="test", split="test", endpoint=ENDPOINT, metric="m", score=0.5, outputs=[])
+    h.add_score(ids[2], kind="test", split="test", endpoint=ENDPOINT, metric="m", score=0.9, outputs=[])
+    h.add_score(ids[2], kind="rerank", split="test", endpoint=ENDPOINT, metric="m", score=0.7, outputs=[])
+    h.add_score(ids[2], kind="rerank", split="test", endpoint=ENDPOINT, metric="m", score=0.0, outputs=[])
+    rows = h.search(order="rerank")
+    # 0.5 (test) before 0.0 (the latest rerank of #2 wins over its test 0.9), then the rest by dev score.
+    assert [r["id"] for r in rows] == [ids[3], ids[2], ids[0], ids[1]]
+    assert rows[1]["rerank_score"] == 0.0 and rows[1]["test_score"] == 0.9
+    assert [r["id"] for r in h.search(order="rerank", limit=1)] == [ids[3]]
