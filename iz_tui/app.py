@@ -53,6 +53,8 @@ class IZCommands(Provider):
         ("History", "history", "Browse every run and candidate"),
         ("Search instructions", "search", "Full-text search over every scored instruction"),
         ("Compare runs", "compare", "Best dev score over evaluations for two runs, side by side"),
+        ("Side by side of two candidates", "side_by_side",
+         "The two selected candidates' outputs per example (select them in the history with space)"),
         ("Rerank top 3 of the latest run", "rerank_top", "Re-score the 3 best candidates on the test split"),
         ("Export the latest run", "export", "Write the latest run as JSON or Markdown"),
         ("Help", "help", "Keys and screens"),
@@ -295,6 +297,12 @@ class IZApp(App[None]):
 
         self.push_screen(CompareModal(runs, *pair), go)
 
+    def open_side_by_side(self, a: int, b: int) -> None:
+        """Two candidates' per-example outputs, row by row, the differences marked."""
+        from iz_tui.screens.side_by_side import SideBySideScreen
+
+        self.push_screen(SideBySideScreen(a, b))
+
     # -- actions (keys and the command palette) -----------------------------------------------------------
     def action_help(self) -> None:
         from iz_tui.screens.help import HelpScreen
@@ -314,6 +322,11 @@ class IZApp(App[None]):
 
     def action_compare(self) -> None:
         self.open_compare()
+
+    def action_side_by_side(self) -> None:
+        """The history's two selected candidates side by side (the history says what to do otherwise)."""
+        screen = self.open_history()
+        screen.call_after_refresh(screen.action_side_by_side)
 
     def action_rerank_top(self) -> None:
         self._on_latest_run("action_rerank")

@@ -24,12 +24,17 @@ HELP = """\
 
 **History**: `/` search (bm25 full-text) · `space` select · `enter` details · `s` star · `n` note ·
 `r` rerank (selected, or the top k of a run) · `e` export JSON/Markdown · `c` copy instruction ·
-`v` compare two runs · `o` cycle the sort order · `a` clear the selection ·
-`u` resume an interrupted run · `esc` back
+`v` compare two runs · `b` side by side (two selected candidates, example by example) ·
+`d` list in-run repeats too (dim, `= #original`: they reuse its score) ·
+`g` group identical instructions (`×` count, best scores; `enter` opens the best) ·
+`o` cycle the sort order · `a` clear the selection · `u` resume an interrupted run · `esc` back
 
 **Details**: `s` star · `n` note · `c` copy · `esc` back
 
 **Compare**: `esc` back
+
+**Side by side**: `≠` scored differently · `~` same score, other words · `?` only one was scored on it ·
+`f` only the differences · `esc` back
 
 Scores: *dev* is what the optimiser saw; *test* is the held-out score of a run's best; *rerank* is the latest
 re-score (test split, more examples or another endpoint).

@@ -39,6 +39,9 @@ class HistoryScreen(BaseScreen[None]):
         Binding("e", "export", "Export"),
         Binding("c", "copy", "Copy"),
         Binding("v", "compare", "Compare"),
+        Binding("b", "side_by_side", "Side by side"),
+        Binding("d", "toggle_duplicates", "Dups"),
+        Binding("g", "toggle_group", "Group"),
         Binding("o", "cycle_sort", "Sort", show=False),
         Binding("u", "resume_run", "Resume run", show=False),
         Binding("a", "clear_selection", "Clear selection", show=False),
@@ -127,7 +130,7 @@ class HistoryScreen(BaseScreen[None]):
         except IZError as exc:
             self.query_one("#hist-info", Static).update(f"[red]{escape(exc.problem)}[/] — {escape(exc.fix or '')}")
             return
-        self.table.fill(rows, keep_cursor)
+        self.table.fill(rows, keep_cursor, grouped=bool(f["group"]))
         self._update_info()
 
     def _update_info(self, extra: str = "") -> None:
@@ -176,6 +179,17 @@ class HistoryScreen(BaseScreen[None]):
 
     def action_cycle_sort(self) -> None:
         self.filter_bar.cycle_sort()
+
+    def action_toggle_duplicates(self) -> None:
+        """List in-run repeats too (dim, ``= #original``: they reuse the original's score), or hide them again."""
+        shown = self.filter_bar.toggle("dups")
+        self.notify("in-run repeats listed (dim, = #original)" if shown else "in-run repeats hidden")
+
+    def action_toggle_group(self) -> None:
+        """Each instruction text once (across runs), with a count and the group's best scores, or every row."""
+        grouped = self.filter_bar.toggle("group")
+        self.notify("identical instructions grouped (× count; enter opens the best)" if grouped
+                    else "every candidate listed")
 
     # -- selection and marks ------------------------------------------------------------------------------
     def action_toggle_select(self) -> None:
@@ -333,3 +347,12 @@ class HistoryScreen(BaseScreen[None]):
 
     def action_compare(self) -> None:
         self.app.open_compare(self.table.selected_runs())
+
+    def action_side_by_side(self) -> None:
+        """The two selected candidates' outputs, example by example."""
+        selected = self.table.selected
+        if len(selected) != 2:
+            self.notify(f"select exactly two candidates (space on each), then press b — {len(selected)} selected",
+                        title="Side by side", severity="warning")
+            return
+        self.app.open_side_by_side(*selected)

@@ -1,4 +1,5 @@
-"""The history's filter bar: full-text search, sort order, starred only, and task / method / run / score filters.
+"""The history's filter bar: full-text search, sort order, starred only, in-run repeats, grouping, and task /
+method / run / score filters.
 
 It owns its widgets and their quirks (the search is debounced, a search sorts by relevance, filling the pickers
 must not count as a change) and tells its screen one thing: :class:`FilterBar.Changed`, the filters to apply.
@@ -48,6 +49,8 @@ class FilterBar(Vertical):
             yield Select([(label, key) for key, label in SORTS], value="score", allow_blank=False, compact=True,
                          id="sort")
             yield Checkbox("★ only", compact=True, id="starred")
+            yield Checkbox("dups", compact=True, id="dups", tooltip="also list in-run repeats of an instruction (d)")
+            yield Checkbox("group", compact=True, id="group", tooltip="each instruction text once, with a count (g)")
         with Horizontal(classes="filter-row", id="filters2"):
             yield Select([], prompt="any task", compact=True, id="f-task")
             yield Select([(m, m) for m in METHODS], prompt="any method", compact=True, id="f-method")
@@ -72,16 +75,25 @@ class FilterBar(Vertical):
             "max_score": parse_float(self.query_one("#f-max", Input).value),
             "starred": self.query_one("#starred", Checkbox).value or None,
             "order": str(self.query_one("#sort", Select).value),
+            "duplicates": self.query_one("#dups", Checkbox).value,
+            "group": self.query_one("#group", Checkbox).value,
         }
+
+    #: What :meth:`filters` returns besides the filters proper: how the rows are sorted and shown.
+    VIEW_KEYS = frozenset({"order", "duplicates", "group"})
 
     @property
     def narrowed(self) -> bool:
-        """Whether any filter (not the sort order) is set."""
-        return any(v for k, v in self.filters().items() if k != "order")
+        """Whether any filter (not the sort order, the repeats or the grouping) is set."""
+        return any(v for k, v in self.filters().items() if k not in self.VIEW_KEYS)
 
     @property
     def starred_only(self) -> bool:
         return self.query_one("#starred", Checkbox).value
+
+    @property
+    def grouped(self) -> bool:
+        return self.query_one("#group", Checkbox).value
 
     @property
     def search_box(self) -> Input:
@@ -108,7 +120,7 @@ class FilterBar(Vertical):
             self.call_after_refresh(self._done_loading)
 
     def show_run(self, run_id: int) -> None:
-        """Every filter cleared but the run (if it is offered)."""
+        """Every filter cleared but the run (if it is offered); the rows ungrouped, so each candidate is listed."""
         self._loading = True
         try:
             self.query_one("#search", Input).value = ""
@@ -117,6 +129,7 @@ class FilterBar(Vertical):
             self.query_one("#f-min", Input).value = ""
             self.query_one("#f-max", Input).value = ""
             self.query_one("#starred", Checkbox).value = False
+            self.query_one("#group", Checkbox).value = False
             run_sel = self.query_one("#f-run", Select)
             run_sel.value = run_id if any(r["id"] == run_id for r in self._runs) else Select.NULL
         finally:
@@ -135,6 +148,12 @@ class FilterBar(Vertical):
 
     def focus_search(self) -> None:
         self.search_box.focus()
+
+    def toggle(self, checkbox: str) -> bool:
+        """Flip a checkbox (``starred``, ``dups``, ``group``; a change: the screen reloads); its new value."""
+        box = self.query_one(f"#{checkbox}", Checkbox)
+        box.toggle()
+        return box.value
 
     # -- the person's changes -----------------------------------------------------------------------------
     @on(Input.Changed, "#search")

@@ -1,7 +1,9 @@
 """The history's table: one candidate a row (keyed by its id), the rows' data, the cursor and the selection.
 
 It only shows what it is given (:meth:`HistoryTable.fill`) and keeps the marks it draws in step; reading the
-history and writing marks are the screen's job.
+history and writing marks are the screen's job. An in-run repeat (``duplicate_of`` set, listed when asked for) is
+drawn dim with ``= #<original>`` before its text: its score is the original's, reused. Grouped rows (one per
+instruction text, ``group_count`` set) get a count column, ``×3``; each is keyed by the group's best candidate.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("✓", "sel", 1), ("★", "star", 1), ("id", "id", 4), ("run", "run", 3), ("task", "task", 10), ("dev", "dev", 5),
     ("test", "test", 5), ("rerank", "rerank", 6), ("instruction", "instruction", None),
 )
+#: The columns of grouped rows: the count after the id (of the group's best candidate).
+GROUP_COLUMNS = (*COLUMNS[:3], ("×", "count", 4), *COLUMNS[3:])
 
 
 def _check(on: bool) -> Text | str:
@@ -39,34 +43,52 @@ class HistoryTable(DataTable[Any]):
         self.candidates: dict[int, dict[str, Any]] = {}
         #: Selected candidate ids, in the order they were selected (kept across reloads).
         self.selected: list[int] = []
+        #: Whether the rows are groups of identical instructions (the count column is shown).
+        self.grouped = False
 
     def on_mount(self) -> None:
-        for label, key, width in COLUMNS:
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        for label, key, width in GROUP_COLUMNS if self.grouped else COLUMNS:
             self.add_column(label, key=key, width=width)
 
     # -- content ------------------------------------------------------------------------------------------
-    def fill(self, rows: Sequence[dict[str, Any]], keep_cursor: bool = True) -> None:
-        """Show these candidates; the cursor stays on the same candidate when it is still listed."""
+    def fill(self, rows: Sequence[dict[str, Any]], keep_cursor: bool = True, grouped: bool = False) -> None:
+        """Show these candidates (``grouped``: rows of :meth:`History.search` with ``group=True``); the cursor
+        stays on the same candidate when it is still listed."""
         current = self.current_id() if keep_cursor else None
         self.candidates = {r["id"]: r for r in rows}
-        self.clear()
+        self.clear(columns=grouped != self.grouped)
+        if grouped != self.grouped:
+            self.grouped = grouped
+            self._add_columns()
         for r in rows:
             self.add_row(*self._cells(r), key=str(r["id"]))
         if current is not None:
             self.move_to(current)
 
     def _cells(self, r: dict[str, Any]) -> list[Any]:
-        return [
+        dup = r.get("duplicate_of")
+        style = "dim" if dup else ""
+        text = Text(short(r["instruction"], 200), style=style)  # not markup: "[input]" must show as written
+        if dup:
+            text = Text.assemble((f"= #{dup} ", "italic"), text, style=style)
+        cells: list[Any] = [
             _check(r["id"] in self.selected),
             _star(bool(r.get("star"))),
-            str(r["id"]),
-            str(r["run_id"]),
-            short(r["task"], 10),
-            fmt_score(r["dev_score"]),
+            Text(str(r["id"]), style=style),
+            Text(str(r["run_id"]), style=style),
+            Text(short(r["task"], 10), style=style),
+            Text(fmt_score(r["dev_score"]), style=style),
             fmt_score(r.get("test_score")),
             fmt_score(r.get("rerank_score")),
-            Text(short(r["instruction"], 200)),  # not markup: "[input]" in an instruction must show as written
+            text,
         ]
+        if self.grouped:
+            n = r.get("group_count") or 1
+            cells.insert(3, Text(f"×{n}", style="bold" if n > 1 else "dim"))
+        return cells
 
     def move_to(self, candidate_id: int) -> bool:
         """Put the cursor on a candidate if it is listed."""
@@ -120,7 +142,8 @@ class HistoryTable(DataTable[Any]):
     def info(self, narrowed: bool, extra: str = "") -> str:
         """Counts and the highlighted candidate in full (markup); ``narrowed``: whether filters are set."""
         n = len(self.candidates)
-        head = f"{n} candidate{'s' if n != 1 else ''}"
+        head = (f"{n} instruction{'s' if n != 1 else ''} (grouped)" if self.grouped
+                else f"{n} candidate{'s' if n != 1 else ''}")
         if self.selected:
             head += f" · {len(self.selected)} selected"
         if n == 0:
@@ -130,6 +153,8 @@ class HistoryTable(DataTable[Any]):
         if c is None:
             return head + extra
         line = f"{head} · #{c['id']} run {c['run_id']} {c['method']} it {c['iteration']}"
+        if c.get("duplicate_of"):
+            line += f" · repeats #{c['duplicate_of']}"
         if c.get("note"):
             line += f" · note: {short(c['note'], max(70 - len(line), 10))}"
         return f"{escape(line)}{extra}\n[b]{escape(short(c['instruction'], 150))}[/]"

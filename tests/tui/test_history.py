@@ -1,4 +1,5 @@
-"""History: search, filters, sorting, details, star, note, rerank, export, copy, compare, palette, help."""
+"""History: search, filters, sorting, details, star, note, rerank, export, copy, compare, palette, help, in-run
+repeats, grouping, side by side."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from typing import Any
 import pytest
 from textual.widgets import Checkbox, DataTable, Input, Select
 
+from engine.usage import Usage
 from iz_tui.app import IZApp
 from iz_tui.screens.compare import CompareScreen
 from iz_tui.screens.detail import CandidateScreen
 from iz_tui.screens.help import HelpScreen
 from iz_tui.screens.history import HistoryScreen
 from iz_tui.screens.modals import CompareModal, ExportModal, NoteModal, RerankModal
+from iz_tui.screens.side_by_side import SideBySideScreen
 
 from .conftest import default_config
 from .helpers import ready, screen_text, text_of, wait_for
@@ -325,3 +328,141 @@ async def test_empty_history_says_how_to_start() -> None:
         await pilot.press("v")
         await pilot.pause()
         assert isinstance(app.screen, HistoryScreen)
+
+
+def _add_run_repeating(history, texts: list[tuple[str, float]]) -> list[int]:
+    """Another larger_animal run whose instructions repeat earlier runs' texts (dev scores as given)."""
+    rid = history.create_run("larger_animal", "random", {"method": "random"}, {"name": "embedded"})
+    ids = []
+    for pos, (text, dev) in enumerate(texts):
+        cid = history.add_candidate(rid, 0, pos, None, text)
+        out = [{"example_index": 0, "input": "pigeon, cheetah", "answers": ["cheetah"], "output": "cheetah",
+                "score": dev, "cache_hit": False}]
+        history.record_score(cid, dev_score=dev, scores=[dev], outputs=out, usage=Usage.of_answers(out))
+        ids.append(cid)
+    history.update_run(rid, status="finished", evaluations=len(texts))
+    return ids
+
+
+async def _select(pilot, screen: HistoryScreen, *ids: int) -> None:
+    for cid in ids:
+        assert screen.table.move_to(cid), cid
+        await pilot.press("space")
+
+
+async def test_dups_toggle_lists_in_run_repeats_marked(filled) -> None:
+    app = IZApp(config=default_config())
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await _history(pilot, app)
+        assert 5 not in screen.table.candidates  # #5 repeats #2 in run 1: hidden by default
+        await pilot.press("d")
+        await wait_for(pilot, lambda: len(screen.table.candidates) == 13, what="repeats listed")
+        assert screen.query_one("#dups", Checkbox).value
+        assert screen.table.candidates[5]["duplicate_of"] == 2
+        cell = screen.table.get_cell("5", "instruction")
+        assert cell.plain == "= #2 Write the larger of the two animals." and "dim" in str(cell.style)
+        assert "dim" in str(screen.table.get_cell("5", "dev").style)
+        assert str(screen.table.get_cell("2", "instruction")) == "Write the larger of the two animals."  # the original
+        screen.table.move_to(5)
+        await pilot.pause()
+        assert "repeats #2" in text_of(app, "#hist-info")
+        await pilot.press("d")
+        await wait_for(pilot, lambda: len(screen.table.candidates) == 12, what="repeats hidden again")
+
+
+async def test_group_shows_each_text_once_with_its_count(filled, history) -> None:
+    again = _add_run_repeating(history, [("Pick the bigger animal of the pair.", 0.5), ("Name the animal.", 0.9),
+                                         ("Name the animal.", 0.2)])
+    app = IZApp(config=default_config())
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await _history(pilot, app)
+        assert len(screen.table.candidates) == 15
+        await pilot.press("g")
+        await wait_for(pilot, lambda: screen.table.grouped and len(screen.table.candidates) == 12, what="grouped")
+        rows = {r["instruction"]: r for r in screen.table.candidates.values()}
+        assert len(rows) == 12  # one row per text
+        assert rows["Name the animal."]["group_count"] == 3 and rows["Name the animal."]["id"] == again[1]  # best
+        assert rows["Pick the bigger animal of the pair."]["group_count"] == 2
+        assert rows["Pick the bigger animal of the pair."]["id"] == 4
+        assert rows["Pick the bigger animal of the pair."]["test_score"] == 0.7  # the group's best test
+        assert rows["Write the larger of the two animals."]["group_count"] == 1  # its in-run repeat is hidden
+        assert str(screen.table.get_cell(str(again[1]), "count")) == "×3"
+        assert str(screen.table.get_cell("4", "count")) == "×2"
+        assert "12 instructions (grouped)" in text_of(app, "#hist-info")
+        await pilot.press("d")  # the count takes in-run repeats too
+        await wait_for(pilot, lambda: str(screen.table.get_cell("2", "count")) == "×2", what="repeat counted")
+        assert len(screen.table.candidates) == 12
+        screen.table.move_to(again[1])
+        await pilot.press("enter")  # opens the group's best candidate
+        detail = await wait_for(pilot, lambda: isinstance(app.screen, CandidateScreen) and app.screen, what="detail")
+        assert detail.candidate_id == again[1]
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen), what="back")
+        await pilot.press("g")
+        await wait_for(pilot, lambda: not screen.table.grouped and len(screen.table.candidates) == 16,
+                       what="ungrouped, repeats still listed")
+
+
+async def test_side_by_side_shows_both_outputs_and_marks_differences(filled) -> None:
+    app = IZApp(config=default_config())
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await _history(pilot, app)
+        # #4 (run 1's best: dev 1, 1, 1) and #10 (run 2's best: dev 1, 0, 1); both have test outputs
+        await _select(pilot, screen, 4, 10)
+        await pilot.press("b")
+        sbs = await wait_for(pilot, lambda: isinstance(app.screen, SideBySideScreen) and app.screen, what="sbs")
+        assert sbs.ids == (4, 10)
+        assert [(r["split"], r["input"]) for r in sbs.rows] == [
+            (s, i) for s in ("dev", "test") for i in ("pigeon, cheetah", "horse, skunk", "goldfish, deer")]
+        table = sbs.query_one("#sbs-table", DataTable)
+        assert table.row_count == 6
+        for i, r in enumerate(sbs.rows):
+            assert r["a"]["candidate_id"] == 4 and r["b"]["candidate_id"] == 10
+            assert str(table.get_cell(str(i), "oa")) == r["a"]["output"]
+            assert str(table.get_cell(str(i), "ob")) == r["b"]["output"]
+        assert [r["mark"] for r in sbs.rows] == ["", "≠", "", "", "", ""]
+        assert str(table.get_cell("1", "mark")) == "≠"
+        assert str(table.get_cell("1", "oa")) == "horse" and str(table.get_cell("1", "ob")) == "I am not sure."
+        head = text_of(app, "#sbs-head")
+        assert "Pick the bigger animal of the pair." in head and "Write the larger animal." in head
+        assert "dev: 3 examples in common · mean A 1.000 vs B 0.667 · 1 scored differently" in head
+        assert "test 0.700" in head and "test 0.400" in head
+        await pilot.press("f")  # only the differences
+        await wait_for(pilot, lambda: table.row_count == 1, what="only differences")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen), what="back")
+
+
+async def test_side_by_side_of_a_repeat_uses_its_originals_outputs(filled) -> None:
+    app = IZApp(config=default_config())
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await _history(pilot, app)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: 5 in screen.table.candidates, what="repeats listed")
+        await _select(pilot, screen, 1, 5)  # "Name the animal." (0, 1, 0) vs a repeat of #2 (1, 1, 0)
+        await pilot.press("b")
+        sbs = await wait_for(pilot, lambda: isinstance(app.screen, SideBySideScreen) and app.screen, what="sbs")
+        assert [(r["a"]["score"], r["b"]["score"], r["mark"]) for r in sbs.rows] == [
+            (0.0, 1.0, "≠"), (1.0, 1.0, ""), (0.0, 0.0, "")]
+        assert "repeats #2" in text_of(app, "#sbs-head")
+
+
+async def test_side_by_side_needs_exactly_two_selected(filled) -> None:
+    app = IZApp(config=default_config())
+    async with app.run_test(size=(120, 30), notifications=True) as pilot:
+        screen = await _history(pilot, app)
+
+        def told(n: int) -> bool:
+            return any(f"select exactly two candidates (space on each), then press b — {n} selected" in m.message
+                       for m in app._notifications)
+
+        await pilot.press("b")
+        await wait_for(pilot, lambda: told(0), what="none selected")
+        await _select(pilot, screen, 1, 2, 3)
+        await pilot.press("b")
+        await wait_for(pilot, lambda: told(3), what="three selected")
+        assert isinstance(app.screen, HistoryScreen)
+        await _select(pilot, screen, 3)  # unselect one: two left; the palette command opens them
+        await app.run_action("side_by_side")
+        sbs = await wait_for(pilot, lambda: isinstance(app.screen, SideBySideScreen) and app.screen, what="sbs")
+        assert sbs.ids == (1, 2)

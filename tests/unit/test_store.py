@@ -148,6 +148,29 @@ def test_search_filters_by_task_method_score_and_star(tmp_path: Path) -> None:
     assert h.candidate(ids_a[0])["note"] == "short and clear"
 
 
+def test_search_groups_identical_instructions_across_runs(tmp_path: Path) -> None:
+    h = open_history(tmp_path / "h.db")
+    # dev scores 0.1, 0.2, 0.3 by position: the second run's "Pick the larger animal." (0.3) beats the first's (0.2)
+    _, ids_a = _run_with_candidates(h, ["Say the bigger animal.", "Pick the larger animal."])
+    _, ids_b = _run_with_candidates(h, ["Name it.", "Say the bigger animal.", "Pick the larger animal."],
+                                    task="sum", method="random")
+    h.add_score(ids_a[0], kind="test", split="test", endpoint={}, metric="contains", score=0.9, outputs=[])
+    rows = h.search(group=True)
+    assert [(r["instruction"], r["group_count"], r["id"]) for r in rows] == [
+        ("Pick the larger animal.", 2, ids_b[2]),
+        ("Say the bigger animal.", 2, ids_b[1]),  # best dev 0.2 is run b's; the test score is the group's best
+        ("Name it.", 1, ids_b[0]),
+    ]
+    assert rows[0]["dev_score"] == pytest.approx(0.3) and rows[1]["test_score"] == 0.9
+    # The filters apply before grouping; a query keeps the bm25 order over the groups.
+    assert [(r["id"], r["group_count"]) for r in h.search(group=True, task="larger_animal")] == [
+        (ids_a[1], 1), (ids_a[0], 1)]
+    hits = h.search("animal", group=True)
+    assert {r["instruction"] for r in hits} == {"Pick the larger animal.", "Say the bigger animal."}
+    assert all(r["relevance"] is not None and r["group_count"] == 2 for r in hits)
+    assert [r["id"] for r in h.search(group=True, order="rerank")][0] == ids_b[1]  # the group with a test score
+
+
 def test_record_score_is_one_transaction(tmp_path: Path) -> None:
     h = open_history(tmp_path / "h.db")
     run = h.create_run("t", "instructzero", {}, {})

@@ -177,3 +177,30 @@ def test_rerank_order_puts_scored_candidates_first_latest_rerank_over_test(tmp_p
     assert [r["id"] for r in rows] == [ids[3], ids[2], ids[0], ids[1]]
     assert rows[1]["rerank_score"] == 0.0 and rows[1]["test_score"] == 0.9
     assert [r["id"] for r in h.search(order="rerank", limit=1)] == [ids[3]]
+
+
+def test_the_plain_sql_writes_keep_the_store_api(tmp_path: Path) -> None:
+    """add_candidate / record_score / add_score / cache_put write with plain SQL (bench/history_scale.py): the
+    same rows as before, an upsert for the cache, and a clear error for an unknown candidate."""
+    from engine.errors import StoreError
+
+    h = open_history(tmp_path / "h.db")
+    run = h.create_run("t", "instructzero", {}, ENDPOINT)
+    cid = h.add_candidate(run, 0, 0, [0.5, -0.5], "Name it.")
+    out = [{"input": "x", "answers": ["y"], "output": "y", "score": 1.0, "cache_hit": True, "latency_s": 0.25}]
+    h.record_score(cid, dev_score=1.0, scores=[1.0], outputs=out, usage=Usage.of_answers(out),
+                   run_totals={"evaluations": 1, "calls_saved": 1})
+    c = h.candidate(cid)
+    assert (c["status"], c["z"], c["scores"], c["calls_saved"], c["cache_hit"]) == ("scored", [0.5, -0.5], [1.0], 1, 1)
+    assert c["latency_s"] == 0.25 and h.outputs(cid)[0]["answers"] == ["y"]
+    assert (h.run(run)["evaluations"], h.run(run)["calls_saved"]) == (1, 1)
+    sid = h.add_score(cid, kind="test", split="test", endpoint=ENDPOINT, metric="m", score=0.5, outputs=out)
+    assert h.scores(cid)[0]["id"] == sid and h.outputs(cid, "test")[0]["score_id"] == sid
+    with pytest.raises(StoreError):
+        h.record_score(cid + 99, dev_score=0.0, scores=[], outputs=[], usage=Usage())
+    row = {"key": "k", "base_url": "u", "model": "m", "params": {"t": 0}, "prompt_sha256": "p", "response": "a",
+           "prompt_tokens": 1, "completion_tokens": 1, "latency_s": 0.1}
+    h.cache_put(row)
+    h.cache_put({**row, "response": "b"})
+    assert h.cache_get("k")["response"] == "b" and h.cache_get("k")["params"] == {"t": 0}
+    assert h.db.execute("select count(*) from cache").fetchone()[0] == 1
