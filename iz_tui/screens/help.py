@@ -17,7 +17,7 @@ HELP = """\
 · `ctrl+n` new run · `q` quit (the engine is stopped; unfinished runs stay resumable)
 
 **Home** (start a run): `↑↓` pick a task · `tab` move through method, endpoint, budget ·
-`F2` quick preset ({quick} evaluations, about a minute) · `F3` paper preset ({paper} evaluations) · `ctrl+r` start
+`F2` quick preset ({quick} evaluations, about a minute) · `F3` paper preset ({paper} evaluations) · `ctrl+r` start · `i` import a task
 
 **Run** (live): `x` cancel · `u` resume a cancelled or failed run · `o` open it in the history ·
 `c` copy the best instruction · `esc` back (the run goes on)

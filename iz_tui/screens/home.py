@@ -31,6 +31,7 @@ from iz_tui.requests import (
     preset_of,
 )
 from iz_tui.screens.base import BaseScreen
+from iz_tui.screens.modals import ImportTaskModal
 
 
 def models_line(cfg: Any) -> str:
@@ -64,6 +65,7 @@ class HomeScreen(BaseScreen[None]):
 
     BINDINGS = [
         Binding("ctrl+r", "start", "Start run"),
+        Binding("i", "import_task", "Import task"),
         Binding("f2", "preset('quick')", "Quick", show=False),
         Binding("f3", "preset('paper')", "Paper", show=False),
     ]
@@ -134,7 +136,8 @@ class HomeScreen(BaseScreen[None]):
             options.highlighted = names.index("larger_animal") if "larger_animal" in names else 0
             self._show_task(tasks[options.highlighted].name)
         else:
-            self.query_one("#task-preview", Static).update("no tasks found: import one with `iz tasks import FILE`")
+            self.query_one("#task-preview", Static).update("no tasks found: import one with `i` "
+                                                           "(or `iz tasks import FILE`)")
         options.focus()
 
     @property
@@ -193,6 +196,25 @@ class HomeScreen(BaseScreen[None]):
         if self.selected_task:
             self._show_task(self.selected_task)
         self._update_estimate()
+
+    def action_import_task(self) -> None:
+        """Import a data file (or an induce + execute pair) as a user task, then select it."""
+        self.app.push_screen(ImportTaskModal(), self._imported)
+
+    def _imported(self, task: Any) -> None:
+        if task is None:
+            return
+        self._load_tasks()
+        options = self.query_one("#tasks", OptionList)
+        ids = [options.get_option_at_index(i).id for i in range(options.option_count)]
+        if task.name in ids:
+            options.highlighted = ids.index(task.name)
+            self._show_task(task.name)
+            self._update_estimate()
+        extra = [f"+ {len(task.demos)} demos (shown to the generator only)"] if task.demos else []
+        extra += [f"note: {n}" for n in task.notes]
+        self.notify("\n".join([f"imported {task.name} ({len(task.examples)} examples)", *extra]),
+                    title="Task imported", timeout=10)
 
     # -- form ---------------------------------------------------------------------------------------------
     @on(Select.Changed, "#method")

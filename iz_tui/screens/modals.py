@@ -1,11 +1,13 @@
-"""Small modal dialogs: a note, the rerank options, the export target, the two runs to compare.
+"""Small modal dialogs: a note, the rerank options, the export target, the two runs to compare, a task to import.
 
 Each returns plain data through ``dismiss`` (None when cancelled) so the screen that opened it does the work;
-the dialogs themselves never touch the engine or the history.
+the dialogs themselves never touch the engine or the history. The one exception is :class:`ImportTaskModal`:
+it runs the task importer itself, so that a bad file is explained in the dialog and can be corrected there.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -202,6 +204,79 @@ class CompareModal(_Dialog):
             self.notify("pick two runs", severity="warning")
             return
         self.dismiss((int(a), int(b)))  # type: ignore[arg-type]
+
+
+class ImportTaskModal(_Dialog):
+    """Import a task from a data file, or merge an instruction-induction induce + execute pair, as
+    `iz tasks import` does. The importer runs in a thread (the UI stays live); it writes nothing on error, and its
+    problem and fix are shown here with the dialog left open. Returns the imported Task (None when cancelled)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._busy = False
+
+    def compose(self) -> ComposeResult:
+        from engine.tasks.importers import DEFAULT_METRIC, IMPORT_METRICS
+
+        with Vertical(classes="dialog", id="import-dialog"):
+            yield Static("[b]Import a task[/] from a .json (instruction induction), .jsonl or .csv file",
+                         classes="dialog-title")
+            with Horizontal(classes="dialog-row"):
+                yield Label("file", classes="dialog-label")
+                yield Input(placeholder="path of the data file", compact=True, id="import-path")
+            with Horizontal(classes="dialog-row"):
+                yield Label("execute", classes="dialog-label")
+                yield Input(placeholder="execute file (optional: with it the first is the induce file)",
+                            compact=True, id="import-execute")
+            with Horizontal(classes="dialog-row"):
+                yield Label("name", classes="dialog-label")
+                yield Input(placeholder="default: the file name", compact=True, id="import-name")
+            with Horizontal(classes="dialog-row"):
+                yield Label("metric", classes="dialog-label")
+                yield Select([(f"default (the paper's, else {DEFAULT_METRIC})", "")]
+                             + [(m, m) for m in IMPORT_METRICS], value="", allow_blank=False, compact=True,
+                             id="import-metric")
+            yield Static(f"[dim]relative paths are under {_esc(str(Path.cwd()))}[/]", id="import-status")
+            yield from self.buttons("Import")
+
+    def on_mount(self) -> None:
+        self.query_one("#import-path", Input).focus()
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, ".ok")
+    def _ok(self) -> None:
+        if self._busy:
+            return
+        path = self.query_one("#import-path", Input).value.strip()
+        execute = self.query_one("#import-execute", Input).value.strip() or None
+        name = self.query_one("#import-name", Input).value.strip() or None
+        metric = str(self.query_one("#import-metric", Select).value or "") or None
+        if not path:
+            self._show("[b red]give the path of the data file[/]" if not execute else
+                       "[b red]give the induce file too (the first path)[/]")
+            return
+        self._busy = True
+        self._show("[dim]importing…[/]")
+        self.run_worker(self._import(path, execute, name, metric), exclusive=True, group="import")
+
+    async def _import(self, path: str, execute: str | None, name: str | None, metric: str | None) -> None:
+        from engine.errors import IZError
+        from engine.tasks import import_induce_execute, import_task
+
+        try:
+            if execute is not None:
+                task = await asyncio.to_thread(import_induce_execute, path, execute, name=name, metric=metric)
+            else:
+                task = await asyncio.to_thread(import_task, path, name=name, metric=metric)
+        except IZError as exc:
+            self._busy = False
+            fix = f"\n[b]fix:[/] {_esc(exc.fix)}" if exc.fix else ""
+            self._show(f"[b red]{_esc(exc.problem)}[/]{fix}")
+            return
+        self.dismiss(task)
+
+    def _show(self, markup: str) -> None:
+        self.query_one("#import-status", Static).update(markup)
 
 
 def _esc(text: str) -> str:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 from textual.widgets import Input, OptionList, Select, TextArea
 
 from iz_tui.app import IZApp
 from iz_tui.requests import PRESETS, RunRequest
 from iz_tui.screens.home import HomeScreen
+from iz_tui.screens.modals import ImportTaskModal
 from iz_tui.screens.run import RunScreen
 
 from .conftest import default_config
-from .helpers import screen_text, text_of, wait_for
+from .helpers import ready, screen_text, text_of, wait_for
 
 
 async def test_tasks_are_listed_with_a_preview() -> None:
@@ -149,3 +154,91 @@ async def test_the_budget_line_shows_the_estimated_calls_tokens_and_money() -> N
         await pilot.pause()
         assert "unknown" in text_of(app, "#estimate")
         assert "price_input" in str(screen.validate())
+
+
+async def _import_via_modal(pilot, app: IZApp, path: str, execute: str = "", name: str = "") -> Any:
+    """Open the import dialog with `i`, fill it in and press Import; returns the dialog."""
+    await pilot.press("i")
+    modal = await wait_for(pilot, lambda: ready(app.screen, ImportTaskModal), what="the import dialog")
+    modal.query_one("#import-path", Input).value = path
+    modal.query_one("#import-execute", Input).value = execute
+    modal.query_one("#import-name", Input).value = name
+    await pilot.pause()
+    await pilot.click(".ok")
+    return modal
+
+
+async def test_import_a_jsonl_file_from_the_home_screen(tmp_path: Path) -> None:
+    from engine import paths
+
+    rows = [{"input": w, "output": w.upper()} for w in ("cat", "dog", "owl", "bee", "ant", "elk", "yak", "emu")]
+    data = tmp_path / "shout.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    app = IZApp(config=default_config())
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, HomeScreen)
+        await _import_via_modal(pilot, app, str(data))
+        await wait_for(pilot, lambda: app.screen is screen, what="the dialog to close")
+        await wait_for(pilot, lambda: screen.selected_task == "shout", what="the new task selected")
+        options = screen.query_one("#tasks", OptionList)
+        labels = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+        assert "shout (yours)" in labels
+        assert "8 examples" in text_of(app, "#task-preview")
+        assert (paths.user_tasks_dir() / "shout" / "data.jsonl").is_file()
+        assert any("imported shout (8 examples)" in n.message for n in app._notifications)
+
+
+async def test_a_bad_file_is_explained_in_the_import_dialog(tmp_path: Path) -> None:
+    from engine import paths
+
+    bad = tmp_path / "broken.jsonl"
+    bad.write_text('{"input": "cat", "output": "CAT"}\n{"input": "dog", \n')
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    app = IZApp(config=default_config())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        modal = await _import_via_modal(pilot, app, str(bad))
+        await wait_for(pilot, lambda: "fix" in text_of(app, "#import-status"), what="the error in the dialog")
+        status = text_of(app, "#import-status")
+        assert "broken.jsonl" in status and "line 2" in status
+        assert app.screen is modal  # still open, to correct the path
+        modal.query_one("#import-path", Input).value = str(empty)
+        await pilot.pause()
+        await pilot.click(".ok")
+        await wait_for(pilot, lambda: "no examples" in text_of(app, "#import-status"), what="the second error")
+        assert "fix" in text_of(app, "#import-status") and app.screen is modal
+        user_dir = paths.user_tasks_dir()
+        assert not user_dir.exists() or not any(user_dir.iterdir())
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, HomeScreen)
+        assert "broken" not in app.screen._tasks
+
+
+async def test_import_an_induce_execute_pair(tmp_path: Path) -> None:
+    from engine.tasks import load_task
+
+    def ii_file(folder: str, pairs: list[tuple[str, str]]) -> Path:
+        path = tmp_path / folder / "opposite.json"
+        path.parent.mkdir()
+        examples = {str(i): {"input": a, "output": b} for i, (a, b) in enumerate(pairs, 1)}
+        path.write_text(json.dumps({"metadata": {"num_examples": len(pairs)}, "examples": examples}))
+        return path
+
+    induce = ii_file("induce", [("hot", "cold"), ("up", "down"), ("big", "small")])
+    execute = ii_file("execute", [("wet", "dry"), ("fast", "slow"), ("old", "new"), ("light", "dark"),
+                                  ("hot", "cold")])
+    app = IZApp(config=default_config())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, HomeScreen)
+        await _import_via_modal(pilot, app, str(induce), execute=str(execute), name="opposites")
+        await wait_for(pilot, lambda: screen.selected_task == "opposites", what="the imported pair selected")
+        task = load_task("opposites")
+        assert [d.input for d in task.demos] == ["hot", "up", "big"]
+        assert [e.input for e in task.examples] == ["wet", "fast", "old", "light"]  # "hot" was a demo
+        assert "4 examples + 3 demos" in text_of(app, "#task-preview")
