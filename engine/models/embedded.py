@@ -335,15 +335,10 @@ class EmbeddedServers:
                 f"the embedded endpoint's model {spec!r} is neither a catalog model nor a .gguf file",
                 "set the embedded profile's model to one of `iz models list` or to a .gguf path",
             )
-        try:
-            with path.open("rb") as f:
-                magic = f.read(4)
-        except OSError as exc:
-            raise EndpointError(f"cannot read the embedded endpoint's model {path}: {exc.strerror or exc}",
-                                "check the path and its permissions") from None
-        if magic != b"GGUF":
+        problem = catalog.not_gguf(path)
+        if problem:
             raise EndpointError(
-                f"the embedded endpoint's model {path} is not a GGUF model file (it does not start with 'GGUF')",
+                f"the embedded endpoint's model {path} {problem}",
                 "point the profile's model (or --model) at a .gguf file, or use a name from `iz models list`",
             )
         return self.get(path, alias=path.stem)

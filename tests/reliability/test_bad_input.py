@@ -445,7 +445,7 @@ def _(sb: Sandbox) -> Call:
     return Call([*RUN, "--endpoint", "embedded", "--model", str(notes)], str(notes))
 
 
-@case("generator-model-is-text", "is not a GGUF file", exit_code=2)
+@case("generator-model-is-text", "is not a GGUF model file", exit_code=2)
 def _(sb: Sandbox) -> Call:
     notes = _file(sb, "generator.gguf", "hello, I am a text file too\n")
     return Call(["run", "larger_animal", "--budget", "1", "--init", "1", "--dev", "2", "--test", "0",

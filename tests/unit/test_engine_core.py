@@ -9,15 +9,15 @@ fraction of a second.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
-from unit_fakes import FakeEndpoint, FakeGenerator, engine_with_fakes
+from unit_fakes import FakeEndpoint, FakeGenerator, engine_with_fakes, run_to_end
 
 from engine.config import METHOD_HELP, METHODS, RunSettings, revive
 from engine.errors import ConfigError
+from engine.runner import Engine
 from engine.usage import Usage
 from engine.wire.events import CandidateScored, Event, RunFinished
 
@@ -28,14 +28,8 @@ SMALL = {"intrinsic_dim": 2, "n_soft_tokens": 1, "n_dev": 2, "n_test": 3, "n_dem
 pytestmark = pytest.mark.usefixtures("no_real_generator")
 
 
-def _run(engine: Any, settings: Any, events: list[Event], **kw: Any) -> dict[str, Any]:
-    async def go() -> dict[str, Any]:
-        try:
-            return await engine.run(TASK, settings, emit=events.append, **kw)
-        finally:
-            await engine.aclose()
-
-    return asyncio.run(go())
+def _run(engine: Engine, settings: Any, events: list[Event], **kw: Any) -> dict[str, Any]:
+    return run_to_end(engine, TASK, settings, events, **kw)
 
 
 # -- one home for run settings ------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from unit_fakes import FakeEndpoint, FakeGenerator, engine_with_fakes
+from unit_fakes import FakeEndpoint, FakeGenerator, engine_with_fakes, run_to_end
 
 from engine.config import RunSettings
 from engine.runner import Engine, _RunState
@@ -40,14 +40,8 @@ def _settings(**kw: Any) -> RunSettings:
     return RunSettings(**{**base, **kw})
 
 
-def _run(engine: Engine, settings: RunSettings, events: list[Event], **kw: Any) -> dict[str, Any]:
-    async def go() -> dict[str, Any]:
-        try:
-            return await engine.run(TASK, settings, emit=events.append, **kw)
-        finally:
-            await engine.aclose()
-
-    return asyncio.run(go())
+def _run(engine: Engine, settings: Any, events: list[Event], **kw: Any) -> dict[str, Any]:
+    return run_to_end(engine, TASK, settings, events, **kw)
 
 
 def _check_duplicates_point_at_their_first(cands: list[dict[str, Any]]) -> None:

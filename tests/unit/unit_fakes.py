@@ -6,6 +6,7 @@ server and real model files.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -151,3 +152,15 @@ def engine_with_fakes(fake: FakeEndpoint, tmp_path: Path, generator: FakeGenerat
 
         engine._next_points = points  # type: ignore[method-assign]  # skip torch / BO: not what is tested
     return engine
+
+
+def run_to_end(engine: Engine, task: str, settings: Any, events: list[Any], **kw: Any) -> dict[str, Any]:
+    """Run ``task`` to its end on ``engine`` (events appended to ``events``), then close the engine's clients."""
+
+    async def go() -> dict[str, Any]:
+        try:
+            return await engine.run(task, settings, emit=events.append, **kw)
+        finally:
+            await engine.aclose()
+
+    return asyncio.run(go())
