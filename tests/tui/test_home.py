@@ -205,9 +205,11 @@ async def test_a_bad_file_is_explained_in_the_import_dialog(tmp_path: Path) -> N
         status = text_of(app, "#import-status")
         assert "broken.jsonl" in status and "line 2" in status
         assert app.screen is modal  # still open, to correct the path
-        modal.query_one("#import-path", Input).value = str(empty)
+        path_input = modal.query_one("#import-path", Input)
+        path_input.value = str(empty)
+        path_input.focus()
         await pilot.pause()
-        await pilot.click(".ok")
+        await pilot.press("enter")  # Enter in a field submits, like the button
         await wait_for(pilot, lambda: "no examples" in text_of(app, "#import-status"), what="the second error")
         assert "fix" in text_of(app, "#import-status") and app.screen is modal
         user_dir = paths.user_tasks_dir()
