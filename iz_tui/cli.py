@@ -48,6 +48,7 @@ class LazyGroup(click.Group):
         "rerank": "iz_tui.commands.runs:rerank",
         "export": "iz_tui.commands.runs:export",
         "models": "iz_tui.commands.models:models",
+        "sweep": "iz_tui.commands.sweep:sweep",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -76,7 +76,8 @@ _spawner: concurrent.futures.ThreadPoolExecutor | None = None
 _spawner_lock = threading.Lock()
 
 
-def _spawn(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+def spawn_tied(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """Start a child that the kernel ends when this process dies (the embedded server, a sweep's workers)."""
     global _spawner
     if sys.platform.startswith("linux"):
         kwargs["preexec_fn"] = _die_with_parent
@@ -198,7 +199,7 @@ class EmbeddedServer:
         env.setdefault("PYTHONUNBUFFERED", "1")
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         log.info("starting the embedded server: %s (log: %s)", " ".join(args), self.log_path)
-        self._proc = _spawn(
+        self._proc = spawn_tied(
             args, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env=env,
             start_new_session=True, close_fds=True,
         )

@@ -177,3 +177,43 @@ def m005_paid_tokens(db: Database) -> None:
     for table in ("runs", "candidates"):
         db[table].add_column("paid_prompt_tokens", int)
         db[table].add_column("paid_completion_tokens", int)
+
+
+@migrations()
+def m006_sweeps(db: Database) -> None:
+    # A sweep is a grid of runs (task x method x seed x model) executed by workers; the driver is the one writer,
+    # so these rows and the runs they point at are written by one process, like any other run's.
+    db["sweeps"].create(
+        {
+            "id": int,
+            "spec_json": str,  # JSON: engine.sweep.spec.SweepSpec (no secrets: profiles hold only key NAMES)
+            "status": str,  # created | running | finished | failed | interrupted
+            "backend": str,  # ray | local
+            "workers": int,
+            "error": str,
+            "created_at": str,
+            "started_at": str,
+            "finished_at": str,
+            "seconds": float,
+        },
+        pk="id",
+    )
+    db["sweep_cells"].create(
+        {
+            "id": int,
+            "sweep_id": int,
+            "position": int,
+            "task": str,
+            "method": str,  # a method or one of the spec's variants
+            "seed": int,
+            "model": str,  # the black-box model of the cell; NULL = the endpoint's own
+            "run_id": int,
+            "status": str,  # pending | running | finished | failed
+            "attempts": int,
+            "error": str,
+        },
+        pk="id",
+        foreign_keys=[("sweep_id", "sweeps", "id"), ("run_id", "runs", "id")],
+    )
+    db["sweep_cells"].create_index(["sweep_id", "position"], unique=True)
+    db["sweep_cells"].create_index(["run_id"])
