@@ -51,7 +51,10 @@ class Slot(Protocol):
 
 # -- local processes ----------------------------------------------------------------------------------------
 class ProcessSlot:
-    """A worker in a local process (spawned: a fresh interpreter, nothing inherited from the driver's threads)."""
+    """A worker in a local process (a fresh interpreter, nothing inherited from the driver's threads).
+
+    ``history`` is a connection of the slot's own thread to the user's history: it answers the worker's cache
+    look-ups (reads only)."""
 
     def __init__(self, index: int, config: dict[str, Any], history: History) -> None:
         self.index = index
@@ -110,9 +113,11 @@ class ProcessSlot:
 
     def close(self) -> None:
         self._stop(kill=False)
+        self.history.close()
 
     def kill(self) -> None:
         self._stop(kill=True)
+        self.history.close()
 
 
 # -- Ray ----------------------------------------------------------------------------------------------------

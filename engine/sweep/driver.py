@@ -96,7 +96,9 @@ class SweepDriver:
             pool = RayPool(self.history.path, config, worker_env() if info["local"] else {})
             self._slots = [pool.slot(i) for i in range(self.workers)]
         else:
-            self._slots = [ProcessSlot(i, config, self.history) for i in range(self.workers)]
+            # Each slot answers its worker's cache look-ups on a connection of its own: the history's connection
+            # belongs to this thread, which writes (sharing it across threads breaks its transactions).
+            self._slots = [ProcessSlot(i, config, History(self.history.path)) for i in range(self.workers)]
         return info
 
     def _stop_slots(self, *, kill: bool) -> None:
@@ -172,12 +174,20 @@ class SweepDriver:
     def _pump(self, index: int, slot: Slot, inbox: queue.Queue[_Job | None],
               outq: queue.Queue[tuple[int, _Job, dict[str, Any]]]) -> None:
         """A slot's thread: run the cells given to this worker, pass every message on, replace a dead worker."""
+        reader = History(self.history.path)  # reads on a connection of this thread's own (see _start_slots)
+        try:
+            self._pump_jobs(index, slot, inbox, outq, reader)
+        finally:
+            reader.close()
+
+    def _pump_jobs(self, index: int, slot: Slot, inbox: queue.Queue[_Job | None],
+                   outq: queue.Queue[tuple[int, _Job, dict[str, Any]]], reader: History) -> None:
         while True:
             job = inbox.get()
             if job is None:
                 return
             try:
-                payload = {"run_id": job.cell["run_id"], "rows": self.history.export_run_rows(job.cell["run_id"])}
+                payload = {"run_id": job.cell["run_id"], "rows": reader.export_run_rows(job.cell["run_id"])}
                 for msg in slot.run(payload):
                     outq.put((index, job, msg))
             except WorkerDied as exc:

@@ -34,7 +34,7 @@ def test_engine_never_imports_textual(module: str) -> None:
 
 
 @pytest.mark.parametrize("module", [
-    "iz_tui", "iz_tui.__main__", "iz_tui.app", "iz_tui.cli",
+    "iz_tui", "iz_tui.__main__", "iz_tui.app", "iz_tui.cli", "iz_tui.commands.sweep", "engine.sweep.driver",
 ])
 def test_tui_never_imports_the_ml_stack(module: str) -> None:
     loaded = _loaded_after(f"import {module}")
@@ -50,3 +50,10 @@ def test_iz_help_lists_the_commands_without_the_ml_stack() -> None:
     assert out.returncode == 0
     for cmd in ("config", "tasks", "run", "runs", "show"):
         assert cmd in out.stdout, cmd
+
+
+def test_a_sweep_driver_loads_neither_the_ml_stack_nor_ray_until_asked() -> None:
+    """The driver runs in the `iz` process (workers load the models); Ray is an optional extra, imported only for
+    --ray."""
+    loaded = _loaded_after("import engine.sweep.driver, engine.sweep.backends, iz_tui.commands.sweep")
+    assert not loaded & {*HEAVY, "ray"}

@@ -1,0 +1,176 @@
+"""Sweeps under kills: a worker SIGKILLed mid-cell is replaced and its cell retried; the driver (`iz sweep`)
+SIGKILLed mid-sweep is resumed with `--resume`, and only unfinished cells run. Neither pays a finished call twice.
+
+The black box is the deterministic counting endpoint of these tests (what is tested is the sweep's bookkeeping,
+not the model); the methods are APE and manual, which need no local model. The workers are real: local worker
+processes, or actors on a local Ray started for the sweep.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from reliability_fakes import (
+    FakeOpenAI,
+    cached_ids,
+    check_integrity,
+    children,
+    engine_env,
+    finished_keys,
+    sigkill,
+    wait_gone,
+    write_config,
+)
+
+from engine.store import open_history
+from engine.sweep.driver import SweepDriver, SweepEvent
+from engine.sweep.spec import SweepSpec
+
+pytestmark = pytest.mark.timeout(600)
+
+IZ = [sys.executable, "-m", "iz_tui"]
+TASKS = ["larger_animal", "sum"]
+INSTRUCTIONS = ["Name the larger animal.", "Write the bigger one."]
+SETTINGS = {"budget_evaluations": 3, "n_init": 2, "batch_size": 1, "n_dev": 4, "n_test": 4, "n_demos": 2}
+CLI_SETTINGS = ["--budget", "3", "--init", "2", "--batch", "1", "--dev", "4", "--test", "4", "--demos", "2"]
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenAI]:
+    f = FakeOpenAI()
+    yield f
+    f.close()
+
+
+@pytest.fixture
+def home(tmp_path: Path, fake: FakeOpenAI, _sandbox_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    h = tmp_path / "home"
+    write_config(h, fake.url)
+    monkeypatch.setenv("IZ_HOME", str(h))
+    monkeypatch.setenv("IZ_CONFIG", str(h / "config.toml"))
+    return h
+
+
+def _spec(seeds: list[int]) -> SweepSpec:
+    return SweepSpec.build(tasks=TASKS, methods=["ape", "manual"], seeds=seeds, settings=SETTINGS,
+                           manual_default=INSTRUCTIONS)
+
+
+def _runs_whole(db: Path, sweep_id: int) -> list[dict[str, Any]]:
+    """Every cell finished, its run finished with a test score and no candidate written twice."""
+    h = open_history(db)
+    try:
+        cells = h.sweep_cells(sweep_id)
+        for c in cells:
+            assert c["status"] == "finished", c
+            run = h.run(c["run_id"])
+            assert run["status"] == "finished" and run["test_score"] is not None, run
+            positions = [x["position"] for x in h.candidates(c["run_id"])]
+            assert len(positions) == len(set(positions)), f"run {c['run_id']} has a candidate twice"
+        return cells
+    finally:
+        h.close()
+
+
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_a_worker_killed_mid_cell_is_replaced_and_the_cell_retried(home: Path, fake: FakeOpenAI,
+                                                                    backend: str) -> None:
+    if backend == "ray":
+        pytest.importorskip("ray", reason="Ray is the optional extra instructzero[ray] (the set-up installs it)")
+    db = home / "history.db"
+    pids: dict[int, int] = {}
+    events: list[SweepEvent] = []
+    killed: dict[str, Any] = {}
+
+    def on_event(ev: SweepEvent) -> None:
+        events.append(ev)
+        if ev.kind == "cell_started":
+            pids[ev.cell["id"]] = ev.data["pid"]  # type: ignore[index]
+        if (not killed and ev.kind == "cell_progress" and ev.data["type"] == "candidate_scored"
+                and ev.cell["method"] == "ape"):  # type: ignore[index]
+            # In the driver's thread, between two replayed messages: what the store holds now is finished.
+            killed.update(cell=ev.cell, pid=pids[ev.cell["id"]], cached=cached_ids(db),  # type: ignore[index]
+                          mark=fake.mark())
+            sigkill(killed["pid"])
+
+    driver = SweepDriver(workers=2, ray="local" if backend == "ray" else None, on_event=on_event)
+    result = driver.run(driver.create(_spec([0])))
+
+    assert killed, "no APE candidate was scored"
+    assert result["status"] == "finished", [(c["status"], c["error"]) for c in result["cells"]]
+    died = [e for e in events if e.kind == "worker_died"]
+    assert len(died) == 1 and died[0].data["retry"] and died[0].cell["id"] == killed["cell"]["id"]  # type: ignore[index]
+    cells = _runs_whole(db, result["id"])
+    retried = next(c for c in cells if c["id"] == killed["cell"]["id"])
+    assert retried["attempts"] == 2 and retried["error"] is None
+    # The cell went to a new worker (the killed one is gone for good) ...
+    assert wait_gone([killed["pid"]]) == []
+    started = [e.data["pid"] for e in events if e.kind == "cell_started" and e.cell["id"] == retried["id"]]  # type: ignore[index]
+    assert len(started) == 2 and started[1] != killed["pid"]
+    # ... and asked nothing that had finished before the kill.
+    again = [r for r in fake.since(killed["mark"]) if r.cache_id in killed["cached"]]
+    assert again == [], f"{len(again)} finished calls were paid again"
+    check_integrity(db)
+
+
+def test_iz_sweep_killed_then_resumed_runs_only_unfinished_cells(home: Path, fake: FakeOpenAI) -> None:
+    db = home / "history.db"
+    env = engine_env(home)
+    args = [*IZ, "sweep", "--tasks", ",".join(TASKS), "--methods", "ape,manual", "--seeds", "0-1", "--workers", "2",
+            *CLI_SETTINGS]
+    for text in INSTRUCTIONS:
+        args += ["--instruction", text]
+    mark = fake.mark()
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers: list[int] = []
+
+    def driver() -> int:
+        workers.extend(p for p in children(proc.pid))
+        return proc.pid
+
+    # About half-way (a whole sweep asks ~120): the answers delivered before are stored first, then the kill.
+    fake.kill_at_request(60, driver, db, mark=mark)
+    _, err = proc.communicate(timeout=400)
+    assert proc.returncode == -9, err[-3000:]
+    assert len(workers) == 2
+    assert wait_gone(workers) == [], "the workers outlived their driver"
+
+    check_integrity(db)
+    h = open_history(db)
+    (sweep,) = h.sweeps()
+    assert sweep["status"] == "running"  # as the kill left it
+    before = {c["id"]: c for c in h.sweep_cells(sweep["id"])}
+    done_before = {i: (c["run_id"], [(x["id"], x["instruction"], x["dev_score"]) for x in h.candidates(c["run_id"])])
+                   for i, c in before.items() if c["status"] == "finished"}
+    h.close()
+    assert 0 < len(done_before) < len(before), [c["status"] for c in before.values()]
+    finished = finished_keys(db, fake.delivered(mark))
+    fake.reset()
+    resume_mark = fake.mark()
+    t0 = time.monotonic()
+    out = subprocess.run([*IZ, "sweep", "--resume", str(sweep["id"])], env=env, capture_output=True, text=True,
+                         timeout=400)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+    assert f"{len(before) - len(done_before)} of {len(before)} cells to run" in out.stderr
+    assert "larger_animal" in out.stdout and "mean" in out.stdout  # the method x task table
+    cells = _runs_whole(db, sweep["id"])
+    h = open_history(db)
+    for c in cells:  # the cells finished before the kill were left alone
+        if c["id"] in done_before:
+            run_id, cands = done_before[c["id"]]
+            assert c["run_id"] == run_id
+            assert [(x["id"], x["instruction"], x["dev_score"]) for x in h.candidates(run_id)] == cands
+    assert h.sweep(sweep["id"])["status"] == "finished"
+    h.close()
+    asked_again = [r for r in fake.since(resume_mark) if r.key in finished]
+    assert asked_again == [], f"{len(asked_again)} finished calls were paid again"
+    assert time.monotonic() - t0 < 400
+    assert os.path.exists(db)
