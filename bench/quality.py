@@ -1,8 +1,9 @@
 """The quality benchmark: does InstructZero find better instructions than its baselines at an equal budget?
 
 Every method gets the same black-box budget (evaluations of ``--dev`` examples each) on the same task, seed and
-splits, through the real engine process and the real models; the winner of each run (best dev score) is scored on
-the held-out test split. Methods:
+splits, through the real engine core and the real models; the winner of each run (best dev score) is scored on
+the held-out test split. The grid runs as one sweep (`iz sweep`'s core, engine.sweep): ``--workers N`` local
+worker processes or ``--ray ADDRESS``, every cell an ordinary run in the benchmark's history. Methods:
 
 - ``instructzero``: soft prompts -> local generator -> instructions, chosen by BO with the instruction-coupled
   kernel (the paper's method);
@@ -28,14 +29,13 @@ Prints per-task rows (test mean and spread over seeds, evaluations, paid calls, 
 then summary rows (mean test per method, wins/ties/losses of InstructZero against each baseline, share of the
 manual score), and writes everything as JSON (``--json``; default ``bench/results/quality-<date>.json``) with the
 date, machine, git commit, models and settings. Uses a throwaway IZ_HOME unless ``--home`` is given (a kept home
-lets a rerun answer repeated instructions from the response cache); pulled models are found in the usual models
-folder (``iz models path NAME``).
+lets a rerun answer repeated instructions from the response cache, and ``--resume SWEEP_ID`` continue a stopped
+benchmark); pulled models are found in the usual models folder (``iz models path NAME``).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import json
 import os
@@ -145,50 +145,57 @@ def ensure_ii_task(ii_root: Path, name: str) -> None:
 # ---- running ------------------------------------------------------------------------------------------------
 
 
-def distinct_instructions(run_id: int) -> tuple[int, int]:
-    """(distinct instructions, candidates) of a run, read from the history."""
+def run_all(tasks: list[str], methods: list[str], seeds: list[int], settings: dict[str, Any], log: Any, *,
+            workers: int = 1, ray: str | None = None, resume: int | None = None) -> tuple[int, list[dict[str, Any]]]:
+    """Run the grid as one sweep (`iz sweep`'s core: engine.sweep), on ``workers`` local worker processes or on
+    Ray. Every cell is an ordinary run in the benchmark's history; a benchmark stopped midway is continued with
+    ``--resume SWEEP_ID --home SAME_HOME`` (only unfinished cells run, paid answers come from the cache).
+    Returns the sweep's id and one row per cell."""
+    from engine.config import METHODS
     from engine.store import open_history
+    from engine.sweep.driver import SweepDriver, SweepEvent
+    from engine.sweep.spec import SweepSpec
 
-    cands = open_history().candidates(run_id)
-    return len({c["instruction"] for c in cands}), len(cands)
+    variants = {m: {"method": VARIANTS[m]["method"],
+                    "settings": {k: v for k, v in VARIANTS[m].items() if k != "method"}}
+                for m in methods if m not in METHODS}
+    spec = SweepSpec.build(tasks=tasks, methods=methods, seeds=seeds, settings=settings, variants=variants,
+                           instructions={t: [MANUAL[t]] for t in tasks if t in MANUAL})
+    done = [0]
 
+    def on_event(ev: SweepEvent) -> None:
+        c = ev.cell
+        if ev.kind == "sweep_started":
+            print(f"sweep {ev.sweep_id}: {ev.data['todo']} of {ev.data['cells']} cells on {ev.data['workers']} "
+                  f"{ev.data['backend']} workers", file=log, flush=True)
+        elif c is not None and ev.kind in ("cell_finished", "cell_failed"):
+            done[0] += 1
+            what = (f"test {ev.data.get('test_score')} dev {ev.data.get('dev_score')} evals "
+                    f"{ev.data.get('evaluations')} calls {ev.data.get('calls')} ({ev.data.get('seconds') or 0:.0f} s) "
+                    f"{ev.data.get('best_instruction')!r}") if ev.kind == "cell_finished" else f"FAILED {c['error']}"
+            print(f"[{done[0]}] {c['task']:<24} {c['method']:<12} seed {c['seed']}: {what}", file=log, flush=True)
+        elif c is not None and ev.kind == "worker_died":
+            print(f"worker died ({ev.data['problem']}); retry: {ev.data['retry']}", file=log, flush=True)
 
-async def run_all(cells: list[tuple[str, str, int]], settings: dict[str, Any], log: Any,
-                  partial: Path | None = None) -> list[dict[str, Any]]:
-    """Run every cell in one engine; after each run the rows so far go to ``partial`` (JSON lines), so a
-    benchmark stopped midway keeps what it measured."""
-    from engine.wire.client import EngineClient
-    from engine.wire.events import RunFailed
-
+    driver = SweepDriver(workers=workers, ray=ray, on_event=on_event)
+    sweep_id = resume if resume is not None else driver.create(spec)
+    result = driver.run(sweep_id)
+    h = open_history()
     rows: list[dict[str, Any]] = []
-    async with EngineClient() as client:
-        for i, (task, method, seed) in enumerate(cells, start=1):
-            variant = VARIANTS[method]
-            instructions = [MANUAL[task]] if variant["method"] == "manual" else None
-            run_settings = {**settings, **variant, "seed": seed}
-            if instructions:
-                run_settings["budget_evaluations"] = len(instructions)
-            t0 = time.perf_counter()
-            run_id = await client.start_run(task, settings=run_settings, instructions=instructions)
-            last = await client.wait_run(run_id)
-            wall = time.perf_counter() - t0
-            if isinstance(last, RunFailed):
-                print(f"[{i}/{len(cells)}] {task} {method} seed {seed}: FAILED {last.problem}", file=log, flush=True)
-                rows.append({"task": task, "method": method, "seed": seed, "failed": last.problem})
-                continue
-            s = last.summary
-            distinct, n_cands = distinct_instructions(run_id)
-            # The variant's name last: the run summary has its own "method" (instructzero for iz_matern).
-            row = {**s, "engine_method": s.get("method"), "task": task, "method": method, "seed": seed,
-                   "wall_s": round(wall, 2), "distinct": distinct, "candidates": n_cands}
-            rows.append(row)
-            if partial is not None:
-                with partial.open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(row, default=str) + "\n")
-            print(f"[{i}/{len(cells)}] {task:<24} {method:<12} seed {seed}: test {s['test_score']} "
-                  f"dev {s['dev_score']} evals {s['evaluations']} calls {s['calls']} distinct {distinct} "
-                  f"({wall:.0f} s) {s['best_instruction']!r}", file=log, flush=True)
-    return rows
+    for c in result["cells"]:
+        base = {"task": c["task"], "method": c["method"], "seed": c["seed"], "run_id": c["run_id"]}
+        if c["status"] != "finished":
+            rows.append({**base, "failed": c["error"] or c["status"]})
+            continue
+        cands = h.candidates(c["run_id"])
+        run = h.run(c["run_id"])
+        rows.append({**base, "engine_method": run["method"], "test_score": c["test_score"],
+                     "dev_score": c["dev_score"], "evaluations": c["evaluations"], "calls": c["calls"],
+                     "calls_saved": c["calls_saved"], "best_instruction": c["best_instruction"],
+                     "wall_s": round(c["seconds"] or 0.0, 2), "distinct": len({x["instruction"] for x in cands}),
+                     "candidates": len(cands)})
+    h.close()
+    return sweep_id, rows
 
 
 # ---- tables -------------------------------------------------------------------------------------------------
@@ -307,15 +314,14 @@ def main() -> None:
                     help="extra run settings for every run, e.g. kernel=matern (values read as JSON)")
     ap.add_argument("--home", help="IZ_HOME to use (default: a temporary folder)")
     ap.add_argument("--json", type=Path, help="where to write the JSON results")
-    ap.add_argument("--summarise", type=Path, metavar="PARTIAL",
-                    help="print the table of a stopped benchmark from its .partial.jsonl file, and exit")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="sweep workers (local processes; each loads its own generator and embedded server)")
+    ap.add_argument("--ray", metavar="local|auto|ADDRESS", help="run the sweep's workers on Ray")
+    ap.add_argument("--resume", type=int, metavar="SWEEP_ID",
+                    help="continue a stopped benchmark (needs the same --home): only unfinished cells run")
     args = ap.parse_args()
-    if args.summarise:
-        rows = [json.loads(line) for line in args.summarise.read_text(encoding="utf-8").splitlines() if line]
-        methods = list(dict.fromkeys(r["method"] for r in rows))
-        tasks = list(dict.fromkeys(r["task"] for r in rows))
-        print(render(summarise(rows, methods, tasks), methods, tasks, f"{args.summarise} ({len(rows)} runs)"))
-        return
+    if args.resume is not None and not args.home:
+        raise SystemExit("--resume needs the --home of the stopped benchmark (its history holds the sweep)")
 
     if args.paper:
         args.budget, args.init, args.batch, args.dev, args.test = 150, 25, 25, 20, 100
@@ -357,17 +363,15 @@ def main() -> None:
     config = load_config()
     gen_path, gen_name = generator_spec(config.generator)
     blackbox = config.endpoints["embedded"].model
-    cells = [(t, m, s) for t in tasks for s in args.seeds for m in args.methods]
     print(f"quality benchmark: {len(tasks)} tasks x {len(args.methods)} methods x {len(args.seeds)} seeds; "
           f"generator {gen_name or gen_path}, black box {blackbox}; settings {settings}", file=sys.stderr)
     t0 = time.perf_counter()
     out = args.json or ROOT / "bench" / "results" / f"quality-{dt.date.today().isoformat()}-{args.group}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_suffix(".partial.jsonl")
-    partial.unlink(missing_ok=True)
-    rows = asyncio.run(run_all(cells, settings, sys.stderr, partial))
+    sweep_id, rows = run_all(tasks, args.methods, args.seeds, settings, sys.stderr, workers=args.workers,
+                             ray=args.ray, resume=args.resume)
     wall = time.perf_counter() - t0
-    # The engine and the llama.cpp server it started have exited and been waited for: the largest of them.
+    # The workers and the llama.cpp servers they started have exited and been waited for: the largest of them.
     peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
     summary = summarise(rows, args.methods, tasks)
@@ -384,9 +388,9 @@ def main() -> None:
         "models": {"generator": gen_name or gen_path, "blackbox": blackbox},
         "settings": settings, "methods": args.methods, "seeds": args.seeds, "tasks": tasks, "group": args.group,
         "wall_s": round(wall, 1), "peak_rss_mb": round(peak_rss_mb), "summary": summary, "runs": rows,
+        "sweep": {"id": sweep_id, "home": os.environ["IZ_HOME"], "workers": args.workers, "ray": args.ray},
     }
     out.write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
-    partial.unlink(missing_ok=True)
     print(f"\nJSON: {out}", file=sys.stderr)
 
 

@@ -55,6 +55,7 @@ class IZCommands(Provider):
         ("Compare runs", "compare", "Best dev score over evaluations for two runs, side by side"),
         ("Side by side of two candidates", "side_by_side",
          "The two selected candidates' outputs per example (select them in the history with space)"),
+        ("Sweeps", "sweeps", "Grids of runs (iz sweep): method x task tables of test scores, and their runs"),
         ("Rerank top 3 of the latest run", "rerank_top", "Re-score the 3 best candidates on the test split"),
         ("Export the latest run", "export", "Write the latest run as JSON or Markdown"),
         ("Help", "help", "Keys and screens"),
@@ -303,6 +304,23 @@ class IZApp(App[None]):
 
         self.push_screen(SideBySideScreen(a, b))
 
+    def open_sweeps(self) -> None:
+        """Every sweep (grids of runs from `iz sweep`), newest first, following a sweep that runs elsewhere."""
+        from iz_tui.screens.sweeps import SweepsScreen
+
+        screen = next((s for s in reversed(self.screen_stack) if isinstance(s, SweepsScreen)), None)
+        if screen is None:
+            self.push_screen(SweepsScreen())
+        else:
+            while self.screen is not screen:
+                self.pop_screen()
+
+    def open_sweep(self, sweep_id: int) -> None:
+        """One sweep: its method x task table of test scores and its cells (each opens its run)."""
+        from iz_tui.screens.sweeps import SweepScreen
+
+        self.push_screen(SweepScreen(sweep_id))
+
     # -- actions (keys and the command palette) -----------------------------------------------------------
     def action_help(self) -> None:
         from iz_tui.screens.help import HelpScreen
@@ -322,6 +340,9 @@ class IZApp(App[None]):
 
     def action_compare(self) -> None:
         self.open_compare()
+
+    def action_sweeps(self) -> None:
+        self.open_sweeps()
 
     def action_side_by_side(self) -> None:
         """The history's two selected candidates side by side (the history says what to do otherwise)."""

@@ -17,7 +17,7 @@ HELP = """\
 · `ctrl+n` new run · `q` quit (the engine is stopped; unfinished runs stay resumable)
 
 **Home** (start a run): `↑↓` pick a task · `tab` move through method, endpoint, budget ·
-`F2` quick preset ({quick} evaluations, about a minute) · `F3` paper preset ({paper} evaluations) · `ctrl+r` start · `i` import a task
+`F2` quick preset ({quick} evaluations, about a minute) · `F3` paper preset ({paper} evaluations) · `ctrl+r` start · `i` import a task · `w` sweeps
 
 **Run** (live): `x` cancel · `u` resume a cancelled or failed run · `o` open it in the history ·
 `c` copy the best instruction · `esc` back (the run goes on)
@@ -35,6 +35,12 @@ HELP = """\
 
 **Side by side**: `≠` scored differently · `~` same score, other words · `?` only one was scored on it ·
 `f` only the differences · `esc` back
+
+**Sweeps** (grids of runs from `iz sweep`, updated live while one runs): `enter` a sweep's results · `esc` back
+
+**Sweep**: test score per method and task (mean ±sd over seeds, each task's best in green; `(k/n)`: seeds
+finished so far) and every cell · `enter`/`o` open the cell's run in the history · `f` only the failed cells ·
+`c` copy the cell's best instruction · `esc` back
 
 Scores: *dev* is what the optimiser saw; *test* is the held-out score of a run's best; *rerank* is the latest
 re-score (test split, more examples or another endpoint).

@@ -66,6 +66,7 @@ class HomeScreen(BaseScreen[None]):
     BINDINGS = [
         Binding("ctrl+r", "start", "Start run"),
         Binding("i", "import_task", "Import task"),
+        Binding("w", "app.sweeps", "Sweeps"),
         Binding("f2", "preset('quick')", "Quick", show=False),
         Binding("f3", "preset('paper')", "Paper", show=False),
     ]
