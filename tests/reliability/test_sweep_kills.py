@@ -174,3 +174,40 @@ def test_iz_sweep_killed_then_resumed_runs_only_unfinished_cells(home: Path, fak
     assert asked_again == [], f"{len(asked_again)} finished calls were paid again"
     assert time.monotonic() - t0 < 400
     assert os.path.exists(db)
+
+
+def test_cells_that_fail_for_good_are_marked_and_the_sweep_goes_on(home: Path, fake: FakeOpenAI) -> None:
+    """A task that does not exist fails its cells before any run is recorded; the other cells finish; `iz sweep`
+    exits non-zero, prints each failure once, and no traceback."""
+    env = engine_env(home)
+    out = subprocess.run([*IZ, "sweep", "--tasks", "larger_animal,no_such_task", "--methods", "manual",
+                          "--instruction", INSTRUCTIONS[0], "--workers", "1", *CLI_SETTINGS], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr + out.stdout
+    assert "no_such_task" in out.stdout and "iz tasks list" in out.stdout  # the loader's message and fix
+    h = open_history(home / "history.db")
+    (sweep,) = h.sweeps()
+    cells = {c["task"]: c for c in h.sweep_cells(sweep["id"])}
+    assert sweep["status"] == "failed"
+    assert cells["larger_animal"]["status"] == "finished"
+    assert cells["no_such_task"]["status"] == "failed" and cells["no_such_task"]["run_id"] is None
+
+
+def test_a_refused_key_fails_each_cell_once_and_resume_retries_them(home: Path, fake: FakeOpenAI) -> None:
+    """A 401 is permanent: the cell's run fails with the endpoint's message, the sweep goes on to the next cell
+    rather than retrying; once the key is fixed, --resume runs the failed cells again."""
+    fake.permanent = "401"
+    driver = SweepDriver(workers=1)
+    sweep_id = driver.create(_spec([0]))
+    result = driver.run(sweep_id)
+    assert result["status"] == "failed"
+    assert [c["status"] for c in result["cells"]] == ["failed"] * 4
+    assert all("401" in (c["error"] or "") or "refused" in (c["error"] or "").lower() for c in result["cells"])
+    failed_runs = {c["run_id"] for c in result["cells"]}
+    fake.reset()
+    fake.permanent = None
+    again = SweepDriver(workers=1).run(sweep_id)
+    assert again["status"] == "finished"
+    assert {c["run_id"] for c in again["cells"]} == failed_runs  # the same runs, resumed, not new ones
+    _runs_whole(home / "history.db", sweep_id)
