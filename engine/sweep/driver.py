@@ -79,6 +79,7 @@ class SweepDriver:
         self.history = history or open_history()
         self.on_event = on_event or (lambda _e: None)
         self.cancel = threading.Event()
+        self._closing = threading.Event()
         self._slots: list[Slot] = []
         self.backend: Backend = "ray" if ray else "local"
 
@@ -119,6 +120,7 @@ class SweepDriver:
         spec = SweepSpec.model_validate(sweep["spec"])
         todo = deque(c for c in h.sweep_cells(sweep_id) if c["status"] != "finished")
         started = time.monotonic()
+        self._closing.clear()
         h.update_sweep(sweep_id, status="running", started_at=sweep["started_at"] or now(), error=None,
                        backend=self.backend, workers=self.workers)
         from engine.runner import Engine  # validation and run creation only: nothing heavy is loaded
@@ -159,6 +161,7 @@ class SweepDriver:
                 cells = h.sweep_cells(sweep_id)
                 status = "finished" if all(c["status"] == "finished" for c in cells) else "failed"
         finally:
+            self._closing.set()  # from here a worker that dies was stopped by us: no replacement
             for inbox in inboxes:
                 inbox.put(None)
             self._stop_slots(kill=bool(busy) or self.cancel.is_set())
@@ -192,7 +195,7 @@ class SweepDriver:
                     outq.put((index, job, msg))
             except WorkerDied as exc:
                 outq.put((index, job, {"type": "died", "problem": str(exc)}))
-                if self.cancel.is_set():
+                if self.cancel.is_set() or self._closing.is_set():
                     return
                 try:
                     slot.restart()

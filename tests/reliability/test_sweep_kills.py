@@ -211,3 +211,42 @@ def test_a_refused_key_fails_each_cell_once_and_resume_retries_them(home: Path, 
     assert again["status"] == "finished"
     assert {c["run_id"] for c in again["cells"]} == failed_runs  # the same runs, resumed, not new ones
     _runs_whole(home / "history.db", sweep_id)
+
+
+def test_ctrl_c_stops_the_sweep_cleanly_and_resume_finishes_it(home: Path, fake: FakeOpenAI) -> None:
+    """Ctrl-C (SIGINT to `iz sweep`): the workers stop, the runs in progress are left resumable, the message says
+    how to resume, no traceback; `--resume` then finishes the sweep."""
+    import signal
+
+    db = home / "history.db"
+    args = [*IZ, "sweep", "--tasks", ",".join(TASKS), "--methods", "ape,manual", "--seeds", "0-1", "--workers", "2",
+            *CLI_SETTINGS]
+    for text in INSTRUCTIONS:
+        args += ["--instruction", text]
+    proc = subprocess.Popen(args, env=engine_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 200
+    workers: list[int] = []
+    while time.monotonic() < deadline:
+        workers = children(proc.pid)
+        if len(fake.log) >= 30 and len(workers) == 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "iz sweep --resume 1" in err
+    assert wait_gone(workers) == []
+    check_integrity(db)
+    h = open_history(db)
+    assert h.sweep(1)["status"] == "interrupted"
+    cells = h.sweep_cells(1)
+    assert all(c["status"] in ("finished", "pending") for c in cells)
+    assert any(c["status"] == "pending" for c in cells)
+    for c in cells:
+        if c["run_id"] is not None and c["status"] == "pending":
+            assert h.run(c["run_id"])["status"] in ("cancelled", "created")
+    h.close()
+    out = subprocess.run([*IZ, "sweep", "--resume", "1"], env=engine_env(home), capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    _runs_whole(db, 1)
