@@ -30,6 +30,8 @@ from botorch.optim import optimize_acqf
 from botorch.sampling import SobolQMCNormalSampler
 from torch import Tensor
 
+from engine.bo.kernel import flat_batches
+
 __all__ = [
     "MIN_DISTANCE",
     "OptimizerName",
@@ -133,15 +135,26 @@ def maximize_acquisition(
 
 
 def dedupe_candidates(candidates: Tensor, observed: Tensor, q: int, *, tol: float = MIN_DISTANCE) -> Tensor:
-    """The first (at most) ``q`` rows of ``candidates`` farther than ``tol`` (max-abs) from ``observed`` and each other."""
+    """The first (at most) ``q`` rows of ``candidates`` farther than ``tol`` (max-abs) from ``observed`` and each other.
+
+    The distances to ``observed`` are taken a block of rows at a time (CMA-ES hands over thousands of candidates,
+    most of them near an observed point, and one row at a time cost more than a posterior call); only the rows that
+    pass are then checked, in order, against the ones already kept. The same comparisons as row by row.
+    """
     kept: list[Tensor] = []
-    for x in candidates:
-        pool = torch.cat([observed.to(x), *(k.unsqueeze(0) for k in kept)])
-        if pool.shape[0] and bool(((pool - x).abs().amax(dim=-1) < tol).any()):
-            continue
-        kept.append(x)
-        if len(kept) == q:
-            break
+    observed = observed.to(candidates)
+    block = max(1, 2**18 // max(1, observed.shape[0] * candidates.shape[-1]))  # ~2 MB of differences at a time
+    for start in range(0, candidates.shape[0], block):
+        rows = candidates[start : start + block]
+        if observed.shape[0]:
+            near = ((rows.unsqueeze(-2) - observed).abs().amax(dim=-1) < tol).any(dim=-1)
+            rows = rows[~near]
+        for x in rows:
+            if kept and bool(((torch.stack(kept) - x).abs().amax(dim=-1) < tol).any()):
+                continue
+            kept.append(x)
+            if len(kept) == q:
+                return torch.stack(kept)
     if not kept:
         return candidates.new_zeros((0, candidates.shape[-1]))
     return torch.stack(kept)
@@ -218,7 +231,7 @@ def _optimize_cmaes(
             asked = [runs[i].ask() for i in active]
             batch = torch.tensor(np.concatenate([np.asarray(xs) for xs in asked]), dtype=torch.float64)
             batch = batch.clamp(-1.0, 1.0)
-            with torch.no_grad():
+            with torch.no_grad(), flat_batches():
                 vals = acq(batch.unsqueeze(-2))
             vals = torch.nan_to_num(vals, nan=-1e10, neginf=-1e10, posinf=-1e10)
             seen.append(batch)

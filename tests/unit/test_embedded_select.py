@@ -34,7 +34,7 @@ def _no_server(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(embedded, "servers", EmbeddedServers())
     monkeypatch.setattr(EmbeddedServer, "start", refuse)
     monkeypatch.setattr(EmbeddedServer, "_start_once", refuse)
-    monkeypatch.setattr(embedded, "_spawn", refuse)
+    monkeypatch.setattr(embedded, "spawn_tied", refuse)
 
 
 @pytest.fixture()
