@@ -1,7 +1,7 @@
 """The history at scale: 100,000 candidates in 1,000 runs, and how fast the store and the TUI answer on it.
 
     python bench/history_scale.py [--runs 1000] [--per-run 100] [--outputs 10] [--repeats 7]
-                                  [--cache-dir DIR] [--refill] [--skip-tui] [--skip-start]
+                                  [--cache-dir DIR] [--refill] [--skip-store] [--skip-tui] [--skip-start]
 
 The store is filled through its own API (``History.create_run / add_candidate / record_score / add_score /
 set_mark``, one transaction a run) with realistic rows: 100 candidates a run in batches of 25, about one in five a
@@ -320,28 +320,35 @@ async def tui_rows(db: Path, repeats: int, key_interval: float, event_interval: 
                 raise TimeoutError(f"waited {timeout:.0f} s for {cond}")
             await asyncio.sleep(0.002)
 
+    def listed(n_listed: int, n_rows: int) -> str:
+        """The candidates a page lists and the rows the table holds of them (it may add them a page at a time)."""
+        return f"{n_rows} rows" if n_rows == n_listed else f"{n_listed} listed, {n_rows} rows added"
+
     rows: list[tuple[str, float, str]] = []
     app = BenchApp(history_path=db, config=Config(), engine_factory=_StreamEngine)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         # The baseline: a screen with no data (help), key -> painted: what Textual itself takes on this machine.
         helps = []
+        help_cpu = []
         for i in range(repeats + 1):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             await pilot.press("question_mark")
             await until(pilot, lambda: isinstance(app.screen, HelpScreen) and app.screen.is_mounted)
             await pilot.pause()
             if i:
                 helps.append((time.perf_counter() - t) * 1000)
+                help_cpu.append((time.process_time() - c) * 1000)
             while isinstance(app.screen, HelpScreen):
                 await pilot.press("escape")
                 await pilot.pause()
         rows.append(("TUI: baseline, help screen (key ? -> painted)", statistics.median(helps),
-                     "no data: Textual's own cost of a screen here"))
+                     f"no data: Textual's own cost of a screen here (CPU {statistics.median(help_cpu):.0f} ms)"))
 
         # The history screen's first page: key h -> the table filled and painted.
         firsts = []
-        n_rows = 0
+        first_cpu = []
+        n_rows = n_listed = 0
         reloads: list[float] = []  # of which: History.search + HistoryTable.fill (the part that depends on data)
         class_reload = HistoryScreen.reload
 
@@ -355,22 +362,24 @@ async def tui_rows(db: Path, repeats: int, key_interval: float, event_interval: 
         n_reloads: list[int] = []
         for i in range(repeats + 1):
             reloads.clear()
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             await pilot.press("h")
             screen = await until(pilot, lambda: isinstance(app.screen, HistoryScreen) and app.screen.is_mounted
                                  and app.screen.table.row_count > 0 and app.screen)
             await pilot.pause()
             if i:
                 firsts.append((time.perf_counter() - t) * 1000)
+                first_cpu.append((time.process_time() - c) * 1000)
                 per_open.append(sum(reloads))
                 n_reloads.append(len(reloads))
             n_rows = screen.table.row_count
+            n_listed = len(screen.table.candidates)
             await pilot.press("escape")
             await until(pilot, lambda: not isinstance(app.screen, HistoryScreen))
         HistoryScreen.reload = class_reload  # type: ignore[method-assign]
         rows.append(("TUI: history first page (key h -> painted)", statistics.median(firsts),
-                     f"{n_rows} rows; query + table fill {statistics.median(per_open):.0f} ms in "
-                     f"{statistics.median(n_reloads):.0f} load(s)"))
+                     f"{listed(n_listed, n_rows)}; query + table fill {statistics.median(per_open):.0f} ms in "
+                     f"{statistics.median(n_reloads):.0f} load(s); CPU {statistics.median(first_cpu):.0f} ms"))
 
         # A search typed into it: the debounce firing -> the rows shown and painted.
         await pilot.press("h")
@@ -383,8 +392,11 @@ async def tui_rows(db: Path, repeats: int, key_interval: float, event_interval: 
         search_now = fb._search_now
         reload = screen.reload
 
+        fired_cpu: list[float] = []
+
         def timed_search_now() -> None:
             fired.append(time.perf_counter())
+            fired_cpu.append(time.process_time())
             search_now()
 
         def timed_reload(keep_cursor: bool = True) -> None:
@@ -396,9 +408,10 @@ async def tui_rows(db: Path, repeats: int, key_interval: float, event_interval: 
         fb._search_now = timed_search_now  # type: ignore[method-assign]
         screen.reload = timed_reload  # type: ignore[method-assign]
         searches = []
+        search_cpu = []
         key_to_rows = []
         search_reload: list[float] = []
-        shown = 0
+        shown = ""
         for i in range(repeats + 1):
             await pilot.press("slash")
             for word in ("larger", "animal"):
@@ -410,17 +423,19 @@ async def tui_rows(db: Path, repeats: int, key_interval: float, event_interval: 
                 await pilot.pause()
                 if i:
                     searches.append((time.perf_counter() - fired[-1]) * 1000)
+                    search_cpu.append((time.process_time() - fired_cpu[-1]) * 1000)
                     key_to_rows.append((time.perf_counter() - t_key) * 1000)
                     search_reload.append(spent[-1])
-                shown = screen.table.row_count
+                shown = listed(len(screen.table.candidates), screen.table.row_count)
             fired.clear()
             done.clear()
             screen.filter_bar.search_box.value = ""  # back to every candidate before the next repeat
             await until(pilot, lambda: fired and done and done[-1] > fired[-1])
             await pilot.pause()
         rows.append(("TUI: search typed (debounce fired -> painted)", statistics.median(searches),
-                     f"{shown} rows; query + table fill {statistics.median(search_reload):.0f} ms; last key -> "
-                     f"painted {statistics.median(key_to_rows):.0f} ms incl. the 150 ms debounce"))
+                     f"{shown}; query + table fill {statistics.median(search_reload):.0f} ms; last key -> "
+                     f"painted {statistics.median(key_to_rows):.0f} ms incl. the 150 ms debounce; CPU "
+                     f"{statistics.median(search_cpu):.0f} ms"))
         while isinstance(app.screen, HistoryScreen):  # the first escape leaves the search box
             await pilot.press("escape")
             await pilot.pause()
@@ -455,9 +470,11 @@ async def tui_rows(db: Path, repeats: int, key_interval: float, event_interval: 
         key_task = asyncio.create_task(keys())
         await asyncio.sleep(0.3)  # a baseline of keys with no events
         baseline_ticks = len(ticks)
+        c0 = time.process_time()
         await stream()
         await until(pilot, lambda: run_screen.state == "finished")
         streamed_s = time.perf_counter() - t0 - 0.3
+        streamed_cpu = time.process_time() - c0
         await asyncio.sleep(0.3)
         stop.set()
         await key_task
@@ -468,7 +485,8 @@ async def tui_rows(db: Path, repeats: int, key_interval: float, event_interval: 
         n_events = sum(len(g) for g in groups)
         rows.append(("TUI: largest gap between keys during a run", max(gaps),
                      f"keys every {key_interval * 1000:.0f} ms (median gap {statistics.median(gaps):.0f} ms, "
-                     f"{base_gap:.0f} before events); {n_events} events in {streamed_s:.1f} s; "
+                     f"{base_gap:.0f} before events); {n_events} events in {streamed_s:.1f} s "
+                     f"(CPU {streamed_cpu:.1f} s); "
                      f"key latency median {statistics.median(lat):.0f} / max {max(lat):.0f} ms"))
     return rows
 
@@ -519,6 +537,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--refill", action="store_true", help="fill again even if a cached file exists")
+    ap.add_argument("--skip-store", action="store_true", help="leave out the store rows (the TUI and start-up only)")
     ap.add_argument("--skip-tui", action="store_true")
     ap.add_argument("--skip-start", action="store_true")
     ap.add_argument("--key-interval", type=float, default=0.02, help="seconds between keys during the run")
@@ -553,7 +572,7 @@ def main() -> None:
               f"{size / n / 1024:.2f} KiB a candidate; {fill_note}; opening the copy (migrations "
               f"{', '.join(known_names())}) took {migrate_s:.1f} s; {os.cpu_count()} CPUs; median of "
               f"{args.repeats}")
-        rows = store_rows(db, args.repeats)
+        rows = [] if args.skip_store else store_rows(db, args.repeats)
         if not args.skip_tui:
             rows += asyncio.run(tui_rows(db, args.repeats, args.key_interval, args.event_interval))
         if not args.skip_start:

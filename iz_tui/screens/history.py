@@ -15,7 +15,7 @@ from rich.markup import escape
 from textual import getters, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from engine.errors import IZError
 from engine.wire.events import RerankProgress, RunFinished
@@ -24,6 +24,7 @@ from iz_tui.screens.base import BaseScreen
 from iz_tui.screens.modals import ExportModal, NoteModal, RerankChoice, RerankModal
 from iz_tui.widgets.common import dedupe_top, fmt_score, friendly_error
 from iz_tui.widgets.filter_bar import FilterBar
+from iz_tui.widgets.footer import QuietFooter
 from iz_tui.widgets.history_table import HistoryTable
 
 
@@ -48,6 +49,10 @@ class HistoryScreen(BaseScreen[None]):
         Binding("escape", "back", "Back"),
     ]
 
+    #: The table has the focus from the start (Textual would focus the search box first, then on_mount the table:
+    #: two focus changes, each restyling the screen).
+    AUTO_FOCUS = "#hist-table"
+
     filter_bar = getters.query_one("#hist-filters", FilterBar)
     table = getters.query_one("#hist-table", HistoryTable)
 
@@ -66,7 +71,7 @@ class HistoryScreen(BaseScreen[None]):
         yield FilterBar(id="hist-filters")
         yield HistoryTable(id="hist-table")
         yield Static("", id="hist-info")
-        yield Footer()
+        yield QuietFooter()
 
     def on_mount(self) -> None:
         self.app.listen(self, None)

@@ -7,6 +7,11 @@ said what went wrong) or an EngineError (the engine died) and are shown as words
 The counts line at the top and the result at the bottom show the same numbers: both render :class:`RunTotals`,
 the engine's run totals from its latest event (each scored candidate, then the finished run's summary, which
 adds the test calls).
+
+Events are queued and applied together every :attr:`RunScreen.FLUSH_S` (the end of the run at once): the
+candidates table repaints every visible cell whenever a row is added or a cell changes, so a burst of 25
+proposals, or candidates scored a few milliseconds apart, costs one repaint of the table, the bar, the counts and
+the plot instead of one per event, and the keys stay answered while a run streams.
 """
 
 from __future__ import annotations
@@ -20,12 +25,14 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, DataTable, Footer, Header, ProgressBar, Static
+from textual.timer import Timer
+from textual.widgets import Button, DataTable, Header, ProgressBar, Static
 
 from engine.errors import IZError
 from engine.wire.events import (
     CandidateProposed,
     CandidateScored,
+    Event,
     IterationDone,
     RunFailed,
     RunFinished,
@@ -36,9 +43,16 @@ from iz_tui.messages import EngineEvent
 from iz_tui.requests import RunRequest, stored_budget
 from iz_tui.screens.base import BaseScreen
 from iz_tui.widgets.common import fmt_score, friendly_error, paid_calls
+from iz_tui.widgets.footer import QuietFooter
 from iz_tui.widgets.plot import BestPlot
+from iz_tui.widgets.stable_table import StableTable
 
 BEST = "◆"
+
+
+def _plain(text: str) -> Text:
+    """A cell as plain text: a str cell is parsed as markup again on every repaint of the table."""
+    return Text(text, end="", no_wrap=True)
 
 
 @dataclass
@@ -102,6 +116,9 @@ class RunScreen(BaseScreen[None]):
         Binding("escape", "back", "Back"),
     ]
 
+    #: Seconds between applications of the queued engine events (each repaints the table and the plot once).
+    FLUSH_S = 0.15
+
     def __init__(self, request: RunRequest | None = None, *, resume_run_id: int | None = None) -> None:
         super().__init__()
         self.request = request
@@ -115,6 +132,10 @@ class RunScreen(BaseScreen[None]):
         self._ys: list[float] = []
         self._cancel_requested = False
         self._best_score = float("-inf")
+        self._queued: list[Event] = []  # engine events not applied yet
+        self._flush_timer: Timer | None = None
+        self._progress: tuple[int | None, int] | None = None  # the bar's (total, progress), not shown yet
+        self._plot_stale = False
 
     # -- layout -------------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -127,7 +148,7 @@ class RunScreen(BaseScreen[None]):
             yield Static("", id="run-counts")
         yield Static("", id="run-cost", classes="hidden")
         yield BestPlot("best dev score over evaluations", id="run-plot")
-        yield DataTable(id="run-cands", cursor_type="row", zebra_stripes=True)
+        yield StableTable(id="run-cands", cursor_type="row", zebra_stripes=True)
         with Vertical(id="run-result", classes="hidden"):
             yield Static("", id="run-result-text")
             with Horizontal(id="run-result-buttons"):
@@ -136,7 +157,7 @@ class RunScreen(BaseScreen[None]):
                 yield Button("New run", compact=True, id="btn-new")
         with Horizontal(id="run-buttons"):
             yield Button("Cancel run (x)", variant="error", compact=True, id="btn-cancel")
-        yield Footer()
+        yield QuietFooter()
 
     def _title_text(self) -> str:
         if self.request is None:
@@ -245,11 +266,37 @@ class RunScreen(BaseScreen[None]):
                 self._scored_row(c["id"], c["dev_score"], bool(c["cache_hit"]), n, c["instruction"])
         bar.update(progress=n)
         self._show_counts()
+        self._show_plot()
 
     def on_engine_event(self, message: EngineEvent) -> None:
         ev = message.event
         if ev.run_id != self.run_id:
             return
+        self._queued.append(ev)
+        if isinstance(ev, (RunFinished, RunFailed)):
+            self._flush()  # the end shows at once, with everything before it
+        elif self._flush_timer is None:
+            self._flush_timer = self.set_timer(self.FLUSH_S, self._flush)
+
+    def _flush(self) -> None:
+        """Apply the queued events in order, then show the progress they made (bar, counts, plot) once."""
+        if self._flush_timer is not None:
+            self._flush_timer.stop()
+            self._flush_timer = None
+        queued, self._queued = self._queued, []
+        if not queued:
+            return
+        with self.app.batch_update():
+            for ev in queued:
+                self._apply(ev)
+            if self._progress is not None:
+                total, progress = self._progress
+                self._progress = None
+                self.query_one("#run-bar", ProgressBar).update(total=total, progress=progress)
+                self._show_counts()
+            self._show_plot()
+
+    def _apply(self, ev: Event) -> None:
         if isinstance(ev, RunStarted):
             self.totals.budget = ev.budget
             self.totals.estimate = ev.estimate or self.totals.estimate
@@ -282,15 +329,15 @@ class RunScreen(BaseScreen[None]):
             return
         # A Text, not a str: a str cell is read as markup ("[input]" in an instruction would vanish) and parsed
         # again on every repaint of the table.
-        table.add_row("", str(position + 1), str(iteration), "…", "", Text(instruction), key=str(cid))
+        table.add_row(_plain(""), _plain(str(position + 1)), _plain(str(iteration)), _plain("…"), _plain(""),
+                      Text(instruction), key=str(cid))
 
     def _on_scored(self, ev: CandidateScored) -> None:
         self._add_row(ev.candidate_id, ev.position, ev.iteration, ev.instruction)
         self._scored_row(ev.candidate_id, ev.dev_score, ev.cache_hit, ev.evaluations, ev.instruction,
                          best=(ev.best_candidate_id, ev.best_dev_score))
-        self.query_one("#run-bar", ProgressBar).update(total=ev.budget or None, progress=ev.evaluations)
+        self._progress = (ev.budget or None, ev.evaluations)  # the bar and the counts: once the batch is applied
         self.totals.update(ev)
-        self._show_counts()
 
     def _show_counts(self) -> None:
         self.query_one("#run-counts", Static).update(escape(self.totals.counts()))
@@ -303,24 +350,31 @@ class RunScreen(BaseScreen[None]):
                     best: tuple[int | None, float] | None = None) -> None:
         table = self.query_one("#run-cands", DataTable)
         key = str(cid)
-        table.update_cell(key, "dev", fmt_score(dev))
-        table.update_cell(key, "cache", "hit" if cache_hit else "")
+        table.update_cell(key, "dev", _plain(fmt_score(dev)))
+        table.update_cell(key, "cache", _plain("hit") if cache_hit else _plain(""))
         if best is None:  # prefilled from the history: work the running best out here
             best = (cid, dev) if dev is not None and dev > self._best_score else (self.best_id, self._best_score)
         best_id, best_score = best
         self._best_score = best_score if best_score is not None else self._best_score
         if best_id is not None and best_id != self.best_id:
             if self.best_id is not None and str(self.best_id) in table.rows:
-                table.update_cell(str(self.best_id), "best", "")
+                table.update_cell(str(self.best_id), "best", _plain(""))
             if str(best_id) in table.rows:
                 table.update_cell(str(best_id), "best", Text(BEST, style="bold green"))
             self.best_id = best_id
             if best_id == cid:
+                first = self.best_instruction is None
                 self.best_instruction = instruction
-                self.refresh_bindings()
+                if first:
+                    self.refresh_bindings()  # "copy best" is offered from now on
         self._xs.append(float(evaluations))
         self._ys.append(max(float(self._best_score), 0.0))
-        self.query_one("#run-plot", BestPlot).set_series([("best", self._xs, self._ys)])
+        self._plot_stale = True
+
+    def _show_plot(self) -> None:
+        if self._plot_stale:
+            self._plot_stale = False
+            self.query_one("#run-plot", BestPlot).set_series([("best", self._xs, self._ys)])
 
     def _show_running(self) -> None:
         self.remove_class("done")

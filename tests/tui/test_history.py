@@ -18,6 +18,7 @@ from iz_tui.screens.help import HelpScreen
 from iz_tui.screens.history import HistoryScreen
 from iz_tui.screens.modals import CompareModal, ExportModal, NoteModal, RerankModal
 from iz_tui.screens.side_by_side import SideBySideScreen
+from iz_tui.widgets.history_table import PAGE
 
 from .conftest import default_config
 from .helpers import ready, screen_text, text_of, wait_for
@@ -466,3 +467,48 @@ async def test_side_by_side_needs_exactly_two_selected(filled) -> None:
         await app.run_action("side_by_side")
         sbs = await wait_for(pilot, lambda: isinstance(app.screen, SideBySideScreen) and app.screen, what="sbs")
         assert sbs.ids == (1, 2)
+
+
+async def test_a_long_list_is_added_a_page_at_a_time(filled, history) -> None:
+    """Only the first page of rows is added at once (a DataTable measures every row it is given); the rest
+    follow the cursor, the scroll, ctrl+end and a jump to a candidate, and the counts, sort order, marks and selection
+    cover every listed candidate."""
+    _add_run_repeating(history, [(f"Instruction number {i}.", round(i / 400, 4)) for i in range(260)])
+    app = IZApp(config=default_config())
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await _history(pilot, app)
+        table = screen.table
+        listed = list(table.candidates)
+        assert len(listed) == 272 and "272 candidates" in text_of(app, "#hist-info")
+        assert table.row_count == PAGE and _ids(screen) == listed[:PAGE]  # best first, the first page only
+        devs = [table.candidates[i]["dev_score"] for i in listed]
+        assert devs == sorted(devs, reverse=True)
+        await pilot.press("pagedown", "pagedown", "pagedown", "pagedown")  # the cursor nears the last row added
+        await wait_for(pilot, lambda: table.row_count > PAGE, what="more rows as the cursor goes down")
+        await pilot.press("ctrl+end")
+        await wait_for(pilot, lambda: table.current_id() == listed[-1], what="the last listed candidate")
+        assert _ids(screen) == listed
+        await pilot.press("space")  # select it
+        assert table.selected == [listed[-1]]
+        screen.reload(keep_cursor=False)  # from the first page again
+        await pilot.pause()
+        assert table.row_count == PAGE and table.current_id() == listed[0]
+        table.scroll_end(animate=False)  # the mouse wheel, down to the last row added
+        await wait_for(pilot, lambda: table.row_count > PAGE, what="more rows as the view nears the end")
+        screen.reload(keep_cursor=False)
+        await pilot.pause()
+        assert table.row_count == PAGE
+        far = listed[230]
+        assert table.move_to(far)  # a candidate past the rows added: added on the way
+        await pilot.pause()
+        assert table.current_id() == far and _ids(screen)[230] == far
+        await pilot.press("s")  # star it
+        assert history.candidate(far)["star"] == 1
+        assert str(table.get_cell(str(far), "star")) == "★"
+        table.show_star(listed[-1], True)  # a row not added yet: drawn when it is
+        assert table.candidates[listed[-1]]["star"] == 1
+        await pilot.press("ctrl+end")
+        await wait_for(pilot, lambda: table.current_id() == listed[-1], what="the end again")
+        assert str(table.get_cell(str(listed[-1]), "star")) == "★"
+        assert str(table.get_cell(str(listed[-1]), "sel")) == "✓"  # the selection survived the reload
+        assert "272 candidates · 1 selected" in text_of(app, "#hist-info")

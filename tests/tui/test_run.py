@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from textual.widgets import DataTable, ProgressBar
 
+from engine.wire.events import CandidateProposed, CandidateScored, RunFinished
 from iz_tui.app import IZApp
 from iz_tui.screens.history import HistoryScreen
 from iz_tui.screens.home import HomeScreen
 from iz_tui.screens.run import BEST, RunScreen
-from iz_tui.widgets.common import paid_calls
+from iz_tui.widgets.common import fmt_score, paid_calls
 from iz_tui.widgets.plot import BestPlot
 
 from .conftest import default_config
@@ -157,3 +158,83 @@ async def test_a_finished_run_is_not_resumed(fake_engine, filled) -> None:
         await pilot.pause()
         assert isinstance(app.screen, HistoryScreen)
         assert not hasattr(factory, "engine")  # the engine was never needed
+
+
+def _burst(run_id: int, first: int, n: int) -> list:
+    """Candidates ``first``..``n - 1`` of a run: all proposed at once, then each scored (as an engine sends a
+    batch), the best moving to the last one that beats it."""
+    proposed = [CandidateProposed(run_id, 100 + i, i // 25, i, f"Instruction number {i}.") for i in range(first, n)]
+    scored, best, best_id = [], 0.6, 101  # the fake engine's best so far
+    for i in range(first, n):
+        score = round((i * 37 % 100) / 100, 2)
+        is_best = score > best
+        if is_best:
+            best, best_id = score, 100 + i
+        scored.append(CandidateScored(run_id, 100 + i, i // 25, i, f"Instruction number {i}.", score, False, None,
+                                      i + 1, n, (i + 1) * 3, 0, best, best_id, is_best))
+    return [*proposed, *scored]
+
+
+async def test_a_burst_of_events_all_reach_the_table(fake_engine, monkeypatch) -> None:
+    """Events are applied in batches (a timer flushes them): none may be lost, the table, the bar, the counts
+    and the plot end up as if each had been shown on its own, and the plot is redrawn once a batch."""
+    draws: list[int] = []
+    set_series = BestPlot.set_series
+
+    def counted(self, series):
+        draws.append(len(series[0][1]))
+        set_series(self, series)
+
+    monkeypatch.setattr(BestPlot, "set_series", counted)
+    factory = fake_engine("hang")  # two candidates, then it waits: the rest is the burst below
+    app = IZApp(config=default_config(), engine_factory=factory)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _start(pilot, app)
+        table = screen.query_one("#run-cands", DataTable)
+        await wait_for(pilot, lambda: str(table.get_cell("101", "dev")) == "0.600", what="2 rows scored")
+        n = 80
+        events = _burst(41, 2, n)
+        for ev in events:  # all at once, as a fast engine's batch arrives
+            factory.engine.on_event(ev)
+        last = events[-1]
+        await wait_for(pilot, lambda: str(table.get_cell(str(100 + n - 1), "dev")) == fmt_score(last.dev_score),
+                       what="the last candidate scored")
+        assert table.row_count == n
+        for ev in events:
+            if isinstance(ev, CandidateScored):
+                assert str(table.get_cell(str(ev.candidate_id), "dev")) == fmt_score(ev.dev_score)
+                assert str(table.get_cell(str(ev.candidate_id), "instruction")) == ev.instruction
+        best_rows = [k.value for k in table.rows if str(table.get_cell(k, "best")) == BEST]
+        assert best_rows == [str(last.best_candidate_id)]
+        bar = screen.query_one("#run-bar", ProgressBar)
+        assert bar.total == n and bar.progress == n
+        assert text_of(app, "#run-counts").startswith(f"{n}/{n} evals")
+        plot = screen.query_one("#run-plot", BestPlot)
+        assert plot._series[0][1] == [float(i + 1) for i in range(n)]
+        assert plot._series[0][2][-1] == last.best_dev_score
+        assert len(draws) <= 2 + 3  # the two candidates before, then a few batches: not one draw per event
+
+
+async def test_the_end_of_a_run_shows_with_everything_before_it(fake_engine) -> None:
+    """The run's end is applied at once, with the events still queued before it: the result never shows
+    before the last candidates."""
+    factory = fake_engine("hang")
+    app = IZApp(config=default_config(), engine_factory=factory)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _start(pilot, app)
+        table = screen.query_one("#run-cands", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2, what="2 rows")
+        n = 40
+        events = _burst(41, 2, n)
+        best_id = events[-1].best_candidate_id
+        summary = {"run_id": 41, "task": "larger_animal", "method": "instructzero", "status": "finished",
+                   "best_candidate_id": best_id, "best_instruction": f"Instruction number {best_id - 100}.",
+                   "dev_score": events[-1].best_dev_score, "test_score": 0.5, "evaluations": n, "calls": n * 3,
+                   "calls_saved": 0, "tokens": 0, "seconds": 4.0}
+        for ev in [*events, RunFinished(41, "finished", None, summary)]:
+            factory.engine.on_event(ev)
+        await wait_for(pilot, lambda: screen.state == "finished", what="finished")
+        assert table.row_count == n  # at the moment the run is shown finished
+        assert str(table.get_cell(str(100 + n - 1), "dev")) == fmt_score(events[-1].dev_score)
+        assert screen.query_one("#run-bar", ProgressBar).progress == n
+        assert f"{n} evaluations" in text_of(app, "#run-result-text")
