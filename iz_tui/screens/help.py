@@ -27,7 +27,7 @@ HELP = """\
 `v` compare two runs · `b` side by side (two selected candidates, example by example) ·
 `d` list in-run repeats too (dim, `= #original`: they reuse its score) ·
 `g` group identical instructions (`×` count, best scores; `enter` opens the best) ·
-`o` cycle the sort order · `a` clear the selection · `u` resume an interrupted run · `esc` back
+`o` cycle the sort order · `a` clear the selection · `u` resume an interrupted run · `w` sweeps · `esc` back
 
 **Details**: `s` star · `n` note · `c` copy · `esc` back
 

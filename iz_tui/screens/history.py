@@ -46,6 +46,7 @@ class HistoryScreen(BaseScreen[None]):
         Binding("o", "cycle_sort", "Sort", show=False),
         Binding("u", "resume_run", "Resume run", show=False),
         Binding("a", "clear_selection", "Clear selection", show=False),
+        Binding("w", "app.sweeps", "Sweeps", show=False),
         Binding("escape", "back", "Back"),
     ]
 

@@ -252,3 +252,17 @@ def test_seed_ranges() -> None:
     assert seeds_text([0, 1, 2]) == "0-2"
     assert seeds_text([7, 0, 1, 2, 9, 10]) == "0-2,7,9-10"
     assert seeds_text([3]) == "3"
+
+
+async def test_the_history_opens_the_sweeps_with_w(history: History) -> None:
+    from iz_tui.screens.history import HistoryScreen
+
+    info = fill_sweeps(history)
+    app = IZApp(config=default_config())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen), what="home")
+        await pilot.press("h")
+        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen), what="history")
+        await pilot.press("w")
+        screen = await wait_for(pilot, lambda: isinstance(app.screen, SweepsScreen) and app.screen, what="sweeps")
+        assert str(info["a"]) in _keys(screen.table)
