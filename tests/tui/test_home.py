@@ -175,6 +175,10 @@ async def test_import_a_jsonl_file_from_the_home_screen(tmp_path: Path) -> None:
     data = tmp_path / "shout.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     app = IZApp(config=default_config())
+    # Every message shown, kept here: a toast expires after a few seconds, which a loaded machine can outlast.
+    shown: list[str] = []
+    notify = app.notify
+    app.notify = lambda message, **kw: (shown.append(str(message)), notify(message, **kw))[1]  # type: ignore[method-assign]
     async with app.run_test(size=(80, 24), notifications=True) as pilot:
         await pilot.pause()
         screen = app.screen
@@ -187,7 +191,7 @@ async def test_import_a_jsonl_file_from_the_home_screen(tmp_path: Path) -> None:
         assert "shout (yours)" in labels
         assert "8 examples" in text_of(app, "#task-preview")
         assert (paths.user_tasks_dir() / "shout" / "data.jsonl").is_file()
-        assert any("imported shout (8 examples)" in n.message for n in app._notifications)
+        assert any("imported shout (8 examples)" in m for m in shown)
 
 
 async def test_a_bad_file_is_explained_in_the_import_dialog(tmp_path: Path) -> None:
