@@ -113,7 +113,7 @@ def _list() -> None:
         return
     t = Table(box=box.SIMPLE_HEAD)
     for col in ("id", "status", "cells", "tasks", "methods", "seeds", "where", "created"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")  # whole names on a narrow terminal or a pipe, never "…"
     for s in rows:
         spec = s["spec"]
         done = f"{s['cells_finished'] or 0}/{s['cells']}" + (f" ({s['cells_failed']} failed)" if s["cells_failed"]
