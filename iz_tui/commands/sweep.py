@@ -112,17 +112,15 @@ def _list() -> None:
         click.echo("no sweeps yet: start one with `iz sweep --tasks A,B --methods instructzero,random`")
         return
     t = Table(box=box.SIMPLE_HEAD)
-    for col in ("id", "status", "cells", "where", "created"):
+    for col in ("id", "status", "cells", "grid", "where", "created"):
         t.add_column(col, no_wrap=True)
-    for col in ("tasks", "methods", "seeds"):
-        t.add_column(col, overflow="fold")  # whole names on a narrow terminal or a pipe, never "…"
     for s in rows:
         spec = s["spec"]
         done = f"{s['cells_finished'] or 0}/{s['cells']}" + (f" ({s['cells_failed']} failed)" if s["cells_failed"]
                                                           else "")
-        t.add_row(str(s["id"]), s["status"], done, f"{s['backend']} x{s['workers']}",
-                  s["created_at"][:16].replace("T", " "), ",".join(spec["tasks"]), ",".join(spec["methods"]),
-                  ",".join(map(str, spec["seeds"])))
+        grid = " × ".join(f"{len(spec[k])} {k if len(spec[k]) != 1 else k[:-1]}" for k in ("tasks", "methods", "seeds"))
+        t.add_row(str(s["id"]), s["status"], done, grid, f"{s['backend']} x{s['workers']}",
+                  s["created_at"][:16].replace("T", " "))
     out_console.print(t)
 
 
