@@ -111,16 +111,16 @@ def _list() -> None:
     if not rows:
         click.echo("no sweeps yet: start one with `iz sweep --tasks A,B --methods instructzero,random`")
         return
-    t = Table(box=box.SIMPLE_HEAD)
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("id", "status", "cells", "grid", "where", "created"):
-        t.add_column(col, no_wrap=True)
+        t.add_column(col, no_wrap=col != "grid")  # the grid wraps on a narrow terminal or a pipe
     for s in rows:
         spec = s["spec"]
         done = f"{s['cells_finished'] or 0}/{s['cells']}" + (f" ({s['cells_failed']} failed)" if s["cells_failed"]
                                                           else "")
         grid = " × ".join(f"{len(spec[k])} {k if len(spec[k]) != 1 else k[:-1]}" for k in ("tasks", "methods", "seeds"))
         t.add_row(str(s["id"]), s["status"], done, grid, f"{s['backend']} x{s['workers']}",
-                  s["created_at"][:16].replace("T", " "))
+                  s["created_at"][5:16].replace("T", " "))
     out_console.print(t)
 
 
