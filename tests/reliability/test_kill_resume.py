@@ -338,8 +338,10 @@ MANUAL_POINTS = [
     Point("during_store_write", on_event=_scored(1), during_write=True, pad=200_000),
     # Right after the repeated instruction was recorded as a duplicate (free, no call).
     Point("after_duplicate", on_event=lambda e: isinstance(e, CandidateScored) and e.duplicate_of is not None),
-    # Dev scoring is over; the best instruction is about to be scored on test.
-    Point("before_test_scoring", on_event=lambda e: isinstance(e, IterationDone)),
+    # Dev scoring is over; the best instruction is about to be scored on test: the kill comes with the first test
+    # request in flight, so no test answer has finished. (Killing on the IterationDone event raced the engine: on a
+    # loaded machine the whole test split could be scored before the test reacted to the event.)
+    Point("before_test_scoring", request=1, where=_asks_test(MANUAL)),
     # Test scoring: one test answer finished, the second in flight.
     Point("during_test_scoring", request=2, where=_asks_test(MANUAL)),
 ]
