@@ -35,6 +35,16 @@ class BaseScreen(Screen[ResultType]):
         """The history database the app opened."""
         return self.app.history
 
+    def history_version(self) -> int | None:
+        """SQLite's data_version of the history (changes when another connection commits): what a screen polls to
+        show work going on elsewhere; None while the file cannot be read (the next tick tries again)."""
+        from engine.errors import IZError
+
+        try:
+            return self.history.data_version()
+        except IZError:
+            return None
+
     def save_mark(self, candidate_id: int, **mark: Any) -> bool:
         """Write a star, note or rank; a history that cannot take it (locked by another program for longer than
         the busy timeout, a full disk) is a notification, not a crash. Returns whether it was saved."""

@@ -82,7 +82,7 @@ class HistoryScreen(BaseScreen[None]):
         else:
             self.reload()
         self.table.focus()
-        self._data_version = self._version()
+        self._data_version = self.history_version()
         self.set_interval(self.POLL_S, self._poll)
 
     #: How often the screen looks for changes another process committed (a run in an engine, another iz).
@@ -93,18 +93,13 @@ class HistoryScreen(BaseScreen[None]):
         self.filter_bar.set_runs(runs)
         return [r["id"] for r in runs]
 
-    def _version(self) -> int | None:
-        try:
-            return self.history.data_version()
-        except IZError:
-            return None
 
     def _poll(self) -> None:
         """Show what was written meanwhile: a run going on in this app's engine or in another process (SQLite's
         data_version changes whenever another connection commits, so an idle history costs one pragma a tick)."""
         if not self.is_current:
             return
-        version = self._version()
+        version = self.history_version()
         if version is None or version == self._data_version:
             return
         self._data_version = version

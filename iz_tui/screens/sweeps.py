@@ -150,19 +150,14 @@ class _Polling(BaseScreen[None]):
 
     def start_polling(self) -> None:
         """Called at the end of a screen's on_mount, once it has shown what is there."""
-        self._data_version = self._version()
+        self._data_version = self.history_version()
         self.set_interval(POLL_S, self._poll)
 
-    def _version(self) -> int | None:
-        try:
-            return self.history.data_version()
-        except IZError:
-            return None
 
     def _poll(self) -> None:
         if not self.is_current:
             return
-        version = self._version()
+        version = self.history_version()
         if version is not None and version != self._data_version:
             self._data_version = version
             self.reload()
@@ -176,7 +171,7 @@ class _Polling(BaseScreen[None]):
             self._just_mounted = False
             return
         if self.is_mounted:
-            self._data_version = self._version()
+            self._data_version = self.history_version()
             self.reload()
 
     def on_history_changed(self, message: HistoryChanged) -> None:
