@@ -47,6 +47,7 @@ import torch  # noqa: E402
 
 from engine.generator_setup import make_generator  # noqa: E402
 from engine.models import catalog  # noqa: E402
+from engine.resample import replace_repeats  # noqa: E402
 
 CODE_WORDS = ("function", "string", "program", "code", "python", "list of", "array", "integer", "return")
 
@@ -114,6 +115,9 @@ def main() -> None:
     ap.add_argument("--tasks", default="larger_animal,first_letter,antonyms")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--examples", type=int, default=4)
+    ap.add_argument("--resample", type=float, nargs="*", default=[], metavar="T",
+                    help="also count distinct texts after the runner's second tries at these temperatures")
+    ap.add_argument("--resample-repeats", type=int, default=2, help="tries per repeat (the runner's default)")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -152,6 +156,20 @@ def main() -> None:
         )
         for text, c in counts.most_common(args.examples):
             print(f"{'':<55}  {c:>2}x {text}")
+        for temperature in args.resample:
+            t = time.perf_counter()
+
+            def retry(rows: list[int], attempt: int, temperature: float = temperature,
+                      demos: list[Demo] = demos) -> list[str]:
+                return gen.instructions(Z[rows], demos, A, n_tokens, sample=(temperature, args.seed * 16 + attempt))
+
+            fresh, n_repeats = replace_repeats(out, [], retry, args.resample_repeats)
+            fc = Counter(fresh)
+            print(f"{'  resampled T=' + format(temperature, 'g'):<23} {len(fc):>5}/{len(fresh):<3} "
+                  f"{len(fc) / len(fresh):>6.2f} {fc.most_common(1)[0][1]:>9} {sum(map(codey, fresh)):>5} "
+                  f"{time.perf_counter() - t:>6.1f}  ({n_repeats} greedy repeats re-decoded)")
+            for text in [x for x in dict.fromkeys(fresh) if x not in counts][: args.examples]:
+                print(f"{'':<55}  new: {text}")
     print()
 
     if args.speed_n <= 0:

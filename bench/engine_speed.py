@@ -133,7 +133,8 @@ class StubGenerator:
     def projection(self, *args: Any, **kwargs: Any) -> str:
         return "projection"
 
-    def instructions(self, Z: Any, demos: Any, proj: Any, n_soft_tokens: int) -> list[str]:  # noqa: N803
+    def instructions(self, Z: Any, demos: Any, proj: Any, n_soft_tokens: int,  # noqa: N803
+                     sample: Any = None) -> list[str]:
         t0 = time.monotonic()
         out = [f"Write the answer the examples show, variant {self.n + i}." for i in range(len(Z))]
         self.n += len(out)

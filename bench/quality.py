@@ -107,12 +107,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "iz_scale48": {"method": "instructzero", "soft_scale": 48},
     "iz_scale96": {"method": "instructzero", "soft_scale": 96},
     "random_scale96": {"method": "random", "soft_scale": 96},
+    "iz_greedy": {"method": "instructzero", "resample_repeats": 0},
+    "random_greedy": {"method": "random", "resample_repeats": 0},
     "random": {"method": "random"},
     "ape": {"method": "ape"},
     "ape_local": {"method": "ape_local"},
     "manual": {"method": "manual"},
 }
-BASELINES = ("random", "ape", "ape_local", "iz_matern", "manual", "random_scale96")
+BASELINES = ("random", "ape", "ape_local", "iz_matern", "manual", "random_scale96", "iz_greedy", "random_greedy")
 DEFAULT_METHODS = ["instructzero", "random", "ape", "ape_local", "manual"]
 #: A mean test score within this of another counts as a tie (one example of 20 is 0.05).
 TIE = 0.02
@@ -319,6 +321,12 @@ def main() -> None:
     ap.add_argument("--ray", metavar="local|auto|ADDRESS", help="run the sweep's workers on Ray")
     ap.add_argument("--resume", type=int, metavar="SWEEP_ID",
                     help="continue a stopped benchmark (needs the same --home): only unfinished cells run")
+    ap.add_argument("--with", dest="merge", type=Path, nargs="*", default=[], metavar="JSON",
+                    help="earlier results of the same benchmark (models and settings are checked) to take the "
+                         "--reuse methods' runs from")
+    ap.add_argument("--reuse", nargs="*", default=[], metavar="METHOD",
+                    help="methods (of --methods) not run again but taken from the --with results: baselines the "
+                         "change under test does not touch; the table's title says so")
     args = ap.parse_args()
     if args.resume is not None and not args.home:
         raise SystemExit("--resume needs the --home of the stopped benchmark (its history holds the sweep)")
@@ -368,17 +376,34 @@ def main() -> None:
     t0 = time.perf_counter()
     out = args.json or ROOT / "bench" / "results" / f"quality-{dt.date.today().isoformat()}-{args.group}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    sweep_id, rows = run_all(tasks, args.methods, args.seeds, settings, sys.stderr, workers=args.workers,
+    if set(args.reuse) - set(args.methods) or (args.reuse and not args.merge):
+        raise SystemExit("--reuse takes methods of --methods, and needs --with JSON to take them from")
+    run_methods = [m for m in args.methods if m not in args.reuse]
+    sweep_id, rows = run_all(tasks, run_methods, args.seeds, settings, sys.stderr, workers=args.workers,
                              ray=args.ray, resume=args.resume)
     wall = time.perf_counter() - t0
     # The workers and the llama.cpp servers they started have exited and been waited for: the largest of them.
     peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
+    merged: dict[str, int] = {}
+    for path in args.merge:
+        extra = json.loads(path.read_text(encoding="utf-8"))
+        theirs = {k: extra["settings"].get(k) for k in settings}
+        if theirs != settings or extra["models"] != {"generator": gen_name or gen_path, "blackbox": blackbox}:
+            raise SystemExit(f"{path}: other models or settings ({extra['models']}, {extra['settings']}); "
+                             "only results of the same benchmark can be merged")
+        have = {(r["task"], r["method"], r["seed"]) for r in rows}
+        take = [r for r in extra["runs"] if r["task"] in tasks and r["method"] in args.reuse
+                and r["seed"] in args.seeds and (r["task"], r["method"], r["seed"]) not in have]
+        rows += [{**r, "from": path.name} for r in take]
+        merged[path.name] = len(take)
     summary = summarise(rows, args.methods, tasks)
     title = (f"test score (mean±sd over seeds {args.seeds}); budget {args.budget} evaluations "
              f"({args.init} initial + batches of {args.batch}), dev {args.dev}, test {args.test}; "
              f"generator {gen_name or gen_path}, black box {blackbox}; {wall / 60:.1f} min, "
              f"peak RSS {peak_rss_mb:.0f} MB (largest process)")
+    if merged:
+        title += "; runs merged from " + ", ".join(f"{n} ({k} runs)" for n, k in merged.items())
     print(render(summary, args.methods, tasks, title))
     result = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -389,6 +414,7 @@ def main() -> None:
         "settings": settings, "methods": args.methods, "seeds": args.seeds, "tasks": tasks, "group": args.group,
         "wall_s": round(wall, 1), "peak_rss_mb": round(peak_rss_mb), "summary": summary, "runs": rows,
         "sweep": {"id": sweep_id, "home": os.environ["IZ_HOME"], "workers": args.workers, "ray": args.ray},
+        "merged_from": merged,
     }
     out.write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
     print(f"\nJSON: {out}", file=sys.stderr)

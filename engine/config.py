@@ -171,6 +171,12 @@ class RunSettings(_Strict):
     kernel: Literal["coupled", "coupled_residual", "matern"] = "coupled"
     optimizer: Literal["cmaes", "botorch"] = "cmaes"
     ape_temperature: float = Field(default=1.0, gt=0.0, le=2.0)
+    resample_repeats: int = Field(
+        default=2, ge=0, le=8,
+        description="When a soft prompt decodes (greedily) to an instruction the run already has, decode it again "
+                    "by sampling up to this many times and keep the first new text; 0 = greedy only (the paper).",
+    )
+    resample_temperature: float = Field(default=0.7, gt=0.0, le=2.0)
     ape_endpoint: str | None = Field(
         default=None,
         description="The endpoint (profile name or URL) that proposes instructions for `ape`; empty = the run's own.",
@@ -392,6 +398,8 @@ n_dev = 20
 n_test = 100
 n_demos = 5
 seed = 0
+# resample_repeats = 2          # a soft prompt that decodes to an instruction the run has: sample it again (0 = off)
+# resample_temperature = 0.7
 
 # [endpoints.openai]
 # base_url = "https://api.openai.com/v1"

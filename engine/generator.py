@@ -489,24 +489,34 @@ class Generator:
         return Zt, A
 
     def instructions(
-        self, Z: Any, demos: Sequence[Demo], projection: torch.Tensor, n_tokens: int
+        self, Z: Any, demos: Sequence[Demo], projection: torch.Tensor, n_tokens: int,
+        sample: tuple[float, int] | None = None,
     ) -> list[str]:
         """One instruction per row of ``Z`` (``[b, d]``, array or tensor): soft prompt ``z @ A`` + demos, greedy.
 
         Rows are decoded ``batch_size`` at a time, each batch in one ``generate`` call. Greedy decoding and the
         fixed projection make the result a function of (z, demos, projection): asking again gives the same text.
+
+        ``sample = (temperature, seed)`` decodes the same soft prompts by sampling instead (seeded, so still
+        reproducible): the runner's second try for a soft prompt whose greedy text the run already has.
         """
         Zt, A = self._soft_inputs(Z, demos, projection, n_tokens)
+        if sample is not None:
+            self._check_sample(demos, sample[0])
         results: list[str] = []
         # One decode at a time: the cores are shared anyway, and the prompt caches are not thread-safe.
-        with self._lock:
+        with self._lock, torch.random.fork_rng(devices=self._rng_devices()):
             prompt = self._prompt(demos)
             soft = (
                 (Zt @ A).reshape(Zt.shape[0], n_tokens, self.hidden_size).to(self.device, prompt.after.dtype)
             )
+            mode: dict[str, Any] = {"do_sample": False}
+            if sample is not None:
+                torch.manual_seed(int(sample[1]))
+                mode = {"do_sample": True, "temperature": float(sample[0]), "top_p": 1.0, "top_k": 0}
             for start in range(0, Zt.shape[0], self.batch_size):
                 rows = [torch.cat([s, prompt.after], dim=0) for s in soft[start : start + self.batch_size]]
-                results.extend(self._finish(raw) for raw in self._generate(prompt, rows, do_sample=False))
+                results.extend(self._finish(raw) for raw in self._generate(prompt, rows, **mode))
         return results
 
     def _rng_devices(self) -> list[int]:

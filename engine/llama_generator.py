@@ -418,8 +418,13 @@ class LlamaCppGenerator(Generator):
         after = np.asarray(self._embed[after_ids], dtype=np.float32)
         return key, before_ids, after
 
-    def instructions(self, Z: Any, demos: Sequence[Demo], projection: torch.Tensor, n_tokens: int) -> list[str]:
+    def instructions(self, Z: Any, demos: Sequence[Demo], projection: torch.Tensor, n_tokens: int,
+                     sample: tuple[float, int] | None = None) -> list[str]:
         Zt, A = self._soft_inputs(Z, demos, projection, n_tokens)
+        mode: tuple[float, np.random.Generator] | None = None
+        if sample is not None:
+            self._check_sample(demos, sample[0])
+            mode = (float(sample[0]), np.random.default_rng(int(sample[1])))
         results: list[str] = []
         with self._lock:
             self.load()
@@ -428,7 +433,7 @@ class LlamaCppGenerator(Generator):
             soft = (Zt @ A).reshape(Zt.shape[0], n_tokens, self.hidden_size).numpy()
             for start in range(0, soft.shape[0], self.batch_size):
                 rows = [np.concatenate([s, after], axis=0) for s in soft[start:start + self.batch_size]]
-                results.extend(self._finish(raw) for raw in self._run(rows, None))
+                results.extend(self._finish(raw) for raw in self._run(rows, mode))
         return results
 
     def sample(self, demos: Sequence[Demo], n: int, temperature: float, seed: int) -> list[str]:

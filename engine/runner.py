@@ -421,6 +421,8 @@ class Engine:
             proj = await asyncio.to_thread(gen.projection, s.intrinsic_dim, s.n_soft_tokens, s.seed, s.projection,
                                            **extra)
             texts = await asyncio.to_thread(gen.instructions, Z, demos, proj, s.n_soft_tokens)
+            if s.resample_repeats:
+                texts = await asyncio.to_thread(self._resample_repeats, state, gen, Z, proj, texts, iteration, emit)
             zs = [[float(v) for v in row] for row in Z.tolist()]
         with self.history.transaction():
             ids = [
@@ -432,6 +434,32 @@ class Engine:
         for i, (cid, text) in enumerate(zip(ids, texts, strict=True)):
             emit(CandidateProposed(state.run_id, cid, iteration, position + i, text))
         return [self.history.candidate(cid) for cid in ids]
+
+    def _resample_repeats(self, state: _RunState, gen: Any, Z: Any, proj: Any, texts: list[str], iteration: int,
+                          emit: Emit) -> list[str]:
+        """Decode again, by sampling, the soft prompts whose greedy text the run already has (see
+        :mod:`engine.resample`): at ``resample_temperature``, up to ``resample_repeats`` times, seeded per run,
+        iteration and try so that a run is reproducible. The z recorded is the one decoded, so the surrogate still
+        learns what that point of the latent space writes."""
+        from engine.resample import replace_repeats
+
+        s = state.settings
+        rows = Z.tolist()
+
+        def retry(positions: list[int], attempt: int) -> list[str]:
+            seed = (s.seed * 1000 + iteration) * 16 + attempt
+            return gen.instructions([rows[i] for i in positions], state.splits.demos, proj, s.n_soft_tokens,
+                                    sample=(s.resample_temperature, seed))
+
+        taken = [c["instruction"] for c in self.history.candidates(state.run_id)]
+        out, n_repeats = replace_repeats(texts, taken, retry, s.resample_repeats)
+        if n_repeats:
+            found = sum(a != b for a, b in zip(out, texts, strict=True))
+            log.info("run %s: %d of %d soft prompts decoded to instructions the run has; sampling found %d new",
+                     state.run_id, n_repeats, len(texts), found)
+            emit(Status(state.run_id, f"{n_repeats} of {len(texts)} soft prompts wrote a known instruction; "
+                                      f"sampling them again found {found} new"))
+        return out
 
     async def _propose_ape(self, state: _RunState, iteration: int, n: int, emit: Emit) -> list[str]:
         """APE as the paper ran it: the proposer endpoint (``ape_endpoint``, else the run's own) writes ``n``

@@ -130,6 +130,21 @@ def test_sample_is_varied_and_seeded(gen: Generator) -> None:
     assert gen.sample(DEMOS, 4, temperature=1.0, seed=6) != first
 
 
+def test_a_soft_prompt_can_be_sampled_again_seeded(
+    gen: Generator, Z: torch.Tensor, A: torch.Tensor, batched: list[str]
+) -> None:
+    """The runner's second try for a repeat: the same soft prompts decoded by sampling, reproducible per seed,
+    leaving the caller's global RNG and later greedy decoding alone."""
+    state = torch.random.get_rng_state()
+    first = gen.instructions(Z, DEMOS, A, N_TOKENS, sample=(1.0, 11))
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert first == gen.instructions(Z, DEMOS, A, N_TOKENS, sample=(1.0, 11))
+    assert len(first) == N_Z and all(t.strip() and "\n" not in t for t in first)
+    assert first != batched
+    assert gen.instructions(Z, DEMOS, A, N_TOKENS, sample=(1.0, 12)) != first
+    assert gen.instructions(Z, DEMOS, A, N_TOKENS) == batched
+
+
 def test_missing_model_path_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(GeneratorError) as err:
         Generator(str(tmp_path / "no-such-model.gguf"))

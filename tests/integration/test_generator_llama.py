@@ -163,3 +163,16 @@ def test_a_model_too_big_for_memory_is_refused_before_loading(monkeypatch: pytes
     with pytest.raises(GeneratorError, match="GiB of memory") as err:
         make_generator(str(copy), "cpu", backend="llama_cpp").load()
     assert "smaller model" in str(err.value.fix)
+
+
+def test_a_soft_prompt_can_be_sampled_again_seeded(gen: LlamaCppGenerator, Z: torch.Tensor, A: torch.Tensor,
+                                                   batched: list[str]) -> None:
+    """The runner's second try for a repeat: the same soft prompts decoded by sampling, reproducible per seed."""
+    first = gen.instructions(Z, DEMOS, A, N_TOKENS, sample=(1.0, 11))
+    assert first == gen.instructions(Z, DEMOS, A, N_TOKENS, sample=(1.0, 11))
+    assert len(first) == N_Z and all(t.strip() and "\n" not in t for t in first)
+    assert first != batched  # sampling, not greedy decoding
+    assert gen.instructions(Z, DEMOS, A, N_TOKENS, sample=(1.0, 12)) != first
+    assert gen.instructions(Z, DEMOS, A, N_TOKENS) == batched  # greedy decoding is untouched afterwards
+    with pytest.raises(ValueError):
+        gen.instructions(Z, DEMOS, A, N_TOKENS, sample=(0.0, 1))

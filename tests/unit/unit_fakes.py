@@ -111,22 +111,32 @@ class FakeGenerator:
     """Stands in for the local model: ``instructions`` hands out the scripted texts in order (then repeats the
     last one forever), one per soft-prompt point, and records how many it was asked for each time."""
 
-    def __init__(self, script: list[str]) -> None:
+    def __init__(self, script: list[str], resamples: list[str] | None = None) -> None:
         self.script = list(script)
+        self.resamples = list(resamples or [])
         self.asked: list[int] = []
+        self.sampled: list[tuple[int, float, int]] = []
+        self.last = self.script[0]
         self.projections = 0
 
     def projection(self, intrinsic_dim: int, n_soft_tokens: int, seed: int, kind: str) -> object:
         self.projections += 1
         return ("projection", intrinsic_dim, n_soft_tokens, seed, kind)
 
-    def instructions(self, Z: Any, demos: Any, proj: Any, n_soft_tokens: int) -> list[str]:  # noqa: N803
+    def instructions(self, Z: Any, demos: Any, proj: Any, n_soft_tokens: int,  # noqa: N803
+                     sample: tuple[float, int] | None = None) -> list[str]:
         assert proj[0] == "projection" and len(demos) > 0
         n = len(Z)
+        if sample is not None:
+            # A second try by sampling: the scripted ``resamples`` in order, then an echo of the last text handed
+            # out (which the run has, so a repeat stays a repeat unless a test scripts otherwise).
+            self.sampled.append((n, *sample))
+            return [self.resamples.pop(0) if self.resamples else self.last for _ in range(n)]
         self.asked.append(n)
         out = []
         for _ in range(n):
             out.append(self.script.pop(0) if len(self.script) > 1 else self.script[0])
+        self.last = out[-1] if out else self.script[0]
         return out
 
 

@@ -1,0 +1,88 @@
+"""The second-try rule for soft prompts that decode to a known instruction (engine/resample.py), and the runner's
+use of it with a scripted generator: repeats are decoded again by sampling, new texts become evaluations, a
+z that never finds one stays a free repeat, and ``resample_repeats = 0`` is the paper's greedy-only decoding."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.config import RunSettings
+from engine.resample import replace_repeats
+from engine.wire.events import CandidateScored, Event, Status
+from tests.unit.unit_fakes import FakeEndpoint, FakeGenerator, engine_with_fakes
+
+pytestmark = pytest.mark.usefixtures("no_real_generator")
+
+SMALL = {"intrinsic_dim": 2, "n_soft_tokens": 1, "n_dev": 2, "n_test": 0, "n_demos": 2}
+
+
+def test_only_repeats_are_retried_and_the_first_new_text_wins() -> None:
+    asked: list[tuple[list[int], int]] = []
+    answers = {0: ["B", "C"], 1: ["D"]}
+
+    def retry(rows: list[int], attempt: int) -> list[str]:
+        asked.append((list(rows), attempt))
+        return answers[attempt]
+
+    # "A" is known to the run; the second "B" repeats the batch's first. Try 0 finds B (taken) and C; try 1 finds D.
+    out, n = replace_repeats(["A", "B", "B"], ["A"], retry, tries=2)
+    assert n == 2
+    assert asked == [([0, 2], 0), ([0], 1)]
+    assert out == ["D", "B", "C"]
+
+
+def test_a_repeat_that_finds_nothing_keeps_its_greedy_text_and_no_tries_means_no_calls() -> None:
+    out, n = replace_repeats(["A", "A"], [], lambda rows, attempt: ["A"] * len(rows), tries=3)
+    assert (out, n) == (["A", "A"], 1)
+
+    def never(rows: list[int], attempt: int) -> list[str]:
+        raise AssertionError("no tries, no decoding")
+
+    assert replace_repeats(["A", "A"], ["A"], never, tries=0) == (["A", "A"], 2)
+    assert replace_repeats(["A", "B"], [], never, tries=2) == (["A", "B"], 0)
+
+
+def test_a_retry_must_answer_every_row() -> None:
+    with pytest.raises(ValueError, match="1 texts for 2"):
+        replace_repeats(["A", "A", "A"], [], lambda rows, attempt: ["X"], tries=1)
+
+
+def _run(engine: Any, settings: RunSettings, events: list[Event]) -> dict[str, Any]:
+    async def go() -> dict[str, Any]:
+        try:
+            return await engine.run("larger_animal", settings.model_dump(), emit=events.append)
+        finally:
+            await engine.aclose()
+
+    return asyncio.run(go())
+
+
+def test_the_runner_scores_what_sampling_found_instead_of_stopping(fake: FakeEndpoint, tmp_path: Path) -> None:
+    """Greedy decoding writes one sentence for every z; the sampled second tries supply new ones, so the run
+    spends its evaluations where greedy-only decoding stops with ``no_new_instructions``."""
+    settings = RunSettings(**SMALL, n_init=3, batch_size=3, budget_evaluations=4, seed=2,
+                           resample_repeats=2, resample_temperature=0.9)
+    gen = FakeGenerator(["Name the bigger one."], resamples=["Pick the heavier.", "Say which is larger.",
+                                                            "Write the larger animal."])
+    engine = engine_with_fakes(fake, tmp_path, gen)
+    events: list[Event] = []
+    summary = _run(engine, settings, events)
+    scored = [e for e in events if isinstance(e, CandidateScored)]
+    texts = [e.instruction for e in scored]
+    assert texts[:3] == ["Name the bigger one.", "Pick the heavier.", "Say which is larger."]
+    assert summary["evaluations"] == 4 and summary["stop_reason"] == "evaluations"
+    # first batch: 2 repeats re-decoded in one call at the run's temperature; seeds differ per iteration and try
+    assert gen.sampled[0][:2] == (2, 0.9)
+    assert len({seed for _, _, seed in gen.sampled}) == len(gen.sampled)
+    assert any(isinstance(e, Status) and "sampling them again found 2 new" in e.message for e in events)
+
+    greedy_only = FakeGenerator(["Name the bigger one."], resamples=["Pick the heavier."])
+    engine = engine_with_fakes(fake, tmp_path / "greedy", greedy_only)
+    events = []
+    summary = _run(engine, settings.model_copy(update={"resample_repeats": 0}), events)
+    assert greedy_only.sampled == []
+    assert summary["evaluations"] == 1 and summary["stop_reason"] == "no_new_instructions"
