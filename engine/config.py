@@ -75,7 +75,11 @@ class EndpointProfile(_Strict):
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     stop: list[str] = Field(default_factory=lambda: ["\n\n"])
     timeout_s: float = Field(default=60.0, gt=0)
-    concurrency: int = Field(default=8, ge=1, le=256)
+    concurrency: int = Field(
+        default=32, ge=1, le=256,
+        description="The most requests in flight at once; shrunk automatically on HTTP 429 (halved, then grown "
+        "back by one after enough successes).",
+    )
     requests_per_minute: float | None = Field(default=None, gt=0)
     max_retries: int = Field(default=5, ge=0, le=20)
     price_input: float | None = Field(
@@ -405,7 +409,7 @@ seed = 0
 # base_url = "https://api.openai.com/v1"
 # model = "gpt-4o-mini"
 # api_key_env = "OPENAI_API_KEY"   # the NAME of the variable, never the key
-# concurrency = 8
+# concurrency = 32                 # most requests in flight; halved on HTTP 429, grown back on success
 # requests_per_minute = 500
 # price_input = 0.15               # USD per million input tokens (runs show their cost; --max-cost caps it)
 # price_output = 0.60              # USD per million output tokens

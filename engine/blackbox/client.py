@@ -35,7 +35,7 @@ import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_base, wait_random_exponential
 
-from engine.blackbox.limits import RateLimiter
+from engine.blackbox.limits import AdaptiveLimit, RateLimiter
 from engine.errors import EndpointError
 from engine.usage import estimate_tokens
 
@@ -45,6 +45,9 @@ if TYPE_CHECKING:
     from engine.store.history import History
 
 log = logging.getLogger(__name__)
+
+#: Requests in flight to the embedded server at most (it is serial; see BlackBox.__init__).
+EMBEDDED_IN_FLIGHT = 8
 
 #: Backoff between retries without a Retry-After: random in [0, min(MAX, BASE * 2**attempt)] seconds.
 BACKOFF_BASE_S = 0.5
@@ -148,7 +151,11 @@ class BlackBox:
         self.retry_wait_scale = retry_wait_scale
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
-        self._semaphore = asyncio.Semaphore(profile.concurrency)
+        # At most profile.concurrency requests in flight, fewer for a while after an HTTP 429 (see AdaptiveLimit).
+        # The embedded llama.cpp server answers one request at a time: more in flight only wait in its queue, where
+        # the wait counts against timeout_s (32 queued 2 s answers would time out), so it gets at most a few.
+        ceiling = min(profile.concurrency, EMBEDDED_IN_FLIGHT) if profile.embedded else profile.concurrency
+        self._concurrency = AdaptiveLimit(ceiling, name=self.identity)
         self._limiter = RateLimiter(profile.requests_per_minute) if profile.requests_per_minute else None
         self._inflight: dict[str, asyncio.Future[Completion]] = {}
         self.requests_sent = 0  # HTTP requests actually sent, retries included
@@ -329,11 +336,10 @@ class BlackBox:
             before_sleep=self._log_retry,
             reraise=True,
         )
-        async with self._semaphore:
-            try:
-                return await retrying(self._attempt, client, url, body, headers, prompt)
-            except _Transient as exc:
-                raise self._gave_up(exc, attempts) from None
+        try:
+            return await retrying(self._attempt, client, url, body, headers, prompt)
+        except _Transient as exc:
+            raise self._gave_up(exc, attempts) from None
 
     def _log_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -343,24 +349,28 @@ class BlackBox:
     async def _attempt(
         self, client: httpx.AsyncClient, url: str, body: dict[str, Any], headers: dict[str, str], prompt: str
     ) -> Completion:
-        if self._limiter is not None:
-            await self._limiter.acquire()
-        self.requests_sent += 1
-        t0 = time.perf_counter()
-        try:
-            # httpx's timeout bounds each wait (connect, each read); this bounds the whole answer, so a server
-            # that trickles bytes forever cannot hold a run.
-            async with asyncio.timeout(self.profile.timeout_s):
-                resp = await client.post(url, json=body, headers=headers)
-        except (httpx.TimeoutException, TimeoutError):
-            raise _Transient(f"no answer within {self.profile.timeout_s:g}s", kind="timeout") from None
-        except httpx.ConnectError as exc:
-            raise _Transient(f"cannot connect ({_short(exc)})", kind="connect") from None
-        except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            raise _Transient(f"connection dropped ({_short(exc)})", kind="network") from None
-        latency = time.perf_counter() - t0
-        self._check_status(resp)
-        return self._parse(resp, prompt, latency)
+        # One slot per attempt, not per request: a request sleeping on its backoff leaves its slot to others.
+        async with self._concurrency.slot() as slot:
+            if self._limiter is not None:
+                await self._limiter.acquire()
+            self.requests_sent += 1
+            t0 = time.perf_counter()
+            try:
+                # httpx's timeout bounds each wait (connect, each read); this bounds the whole answer, so a server
+                # that trickles bytes forever cannot hold a run.
+                async with asyncio.timeout(self.profile.timeout_s):
+                    resp = await client.post(url, json=body, headers=headers)
+            except (httpx.TimeoutException, TimeoutError):
+                raise _Transient(f"no answer within {self.profile.timeout_s:g}s", kind="timeout") from None
+            except httpx.ConnectError as exc:
+                raise _Transient(f"cannot connect ({_short(exc)})", kind="connect") from None
+            except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                raise _Transient(f"connection dropped ({_short(exc)})", kind="network") from None
+            latency = time.perf_counter() - t0
+            if resp.status_code == 429:
+                slot.rate_limited()  # _check_status raises the retryable error; this shrinks the limit
+            self._check_status(resp)
+            return self._parse(resp, prompt, latency)
 
     def _check_status(self, resp: httpx.Response) -> None:
         code = resp.status_code

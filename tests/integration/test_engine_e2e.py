@@ -101,6 +101,37 @@ def test_each_method_end_to_end(method: str, monkeypatch: pytest.MonkeyPatch, iz
         assert all(c["instruction"].strip() for c in cands)
 
 
+@pytest.mark.parametrize("resample", [0, 2])
+def test_soft_prompts_that_all_write_one_text_are_sampled_again(resample: int, monkeypatch: pytest.MonkeyPatch,
+                                                                 iz_home_module: Path) -> None:
+    """A soft prompt too small to matter (scale 1e-4) makes greedy decoding write (almost) the same instruction for
+    every z, as the 1.5B generator does on many tasks (a batch's float rounding can flip a near-tie, so one or two
+    texts). Greedy only (0): the run stops early, its budget unspent. With second tries (2): the repeats are
+    decoded again by sampling and the run spends its budget on new texts."""
+    monkeypatch.setenv("IZ_HOME", str(iz_home_module))
+    settings = {**TINY, "method": "random", "soft_scale": 1e-4, "resample_repeats": resample, "seed": 3}
+
+    async def go() -> tuple[int, Any, list[Any]]:
+        async with EngineClient() as client:
+            run_id = await client.start_run(TASK, settings=settings)
+            seen: list[Any] = []
+            return run_id, await client.wait_run(run_id, seen.append), seen
+
+    run_id, last, seen = asyncio.run(go())
+    assert isinstance(last, RunFinished), last
+    run = _check_run_in_store(run_id, TINY["n_dev"], TINY["n_test"])
+    cands = open_history().candidates(run_id)
+    statuses = [e.message for e in seen if isinstance(e, Status)]
+    if resample == 0:
+        assert len({c["instruction"] for c in cands}) <= 2 < len(cands)
+        assert run["evaluations"] < TINY["budget_evaluations"] and run["stop_reason"] == "no_new_instructions"
+        assert not any("sampling them again" in m for m in statuses)
+    else:
+        assert run["evaluations"] == TINY["budget_evaluations"] and run["stop_reason"] == "evaluations"
+        assert len({c["instruction"] for c in cands}) >= TINY["budget_evaluations"]
+        assert any("sampling them again found" in m for m in statuses), statuses
+
+
 class _CountingProxy:
     """A loopback HTTP proxy in front of the llama.cpp server that records every request and when it finished."""
 
