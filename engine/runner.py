@@ -399,6 +399,7 @@ class Engine:
         method = s.method
         demos = state.splits.demos
         zs: list[list[float] | None]
+        decodings: list[str | None] = []  # soft prompts only: "greedy", or "sampled" (a second try for a repeat)
         if method == "manual":
             texts = state.instructions[position : position + room]
             zs = [None] * len(texts)
@@ -420,14 +421,17 @@ class Engine:
             extra = {} if s.soft_scale is None else {"scale": s.soft_scale}
             proj = await asyncio.to_thread(gen.projection, s.intrinsic_dim, s.n_soft_tokens, s.seed, s.projection,
                                            **extra)
-            texts = await asyncio.to_thread(gen.instructions, Z, demos, proj, s.n_soft_tokens)
+            greedy = await asyncio.to_thread(gen.instructions, Z, demos, proj, s.n_soft_tokens)
+            texts = greedy
             if s.resample_repeats:
-                texts = await asyncio.to_thread(self._resample_repeats, state, gen, Z, proj, texts, iteration, emit)
+                texts = await asyncio.to_thread(self._resample_repeats, state, gen, Z, proj, greedy, iteration, emit)
+            decodings = ["greedy" if a == b else "sampled" for a, b in zip(greedy, texts, strict=True)]
             zs = [[float(v) for v in row] for row in Z.tolist()]
+        decodings = decodings or [None] * len(texts)
         with self.history.transaction():
             ids = [
-                self.history.add_candidate(state.run_id, iteration, position + i, z, text)
-                for i, (z, text) in enumerate(zip(zs, texts, strict=True))
+                self.history.add_candidate(state.run_id, iteration, position + i, z, text, decoding=how)
+                for i, (z, text, how) in enumerate(zip(zs, texts, decodings, strict=True))
             ]
             if method == "ape":  # the proposer's calls, stored with the candidates they paid for
                 self.history.update_run(state.run_id, **state.totals())

@@ -299,8 +299,10 @@ class History:
 
     # -- candidates ---------------------------------------------------------------------------------------
     def add_candidate(
-        self, run_id: int, iteration: int, position: int, z: Sequence[float] | None, instruction: str
+        self, run_id: int, iteration: int, position: int, z: Sequence[float] | None, instruction: str,
+        decoding: str | None = None,
     ) -> int:
+        """``decoding``: "greedy" or "sampled" for a soft prompt's text (None when no soft prompt wrote it)."""
         with self.transaction():
             return self._insert(
                 "candidates",
@@ -310,6 +312,7 @@ class History:
                     "position": position,
                     "z_json": _dumps(list(z) if z is not None else None),
                     "instruction": instruction,
+                    "decoding": decoding,
                     "status": "proposed",
                     "created_at": now(),
                 },

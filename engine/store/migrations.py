@@ -217,3 +217,10 @@ def m006_sweeps(db: Database) -> None:
     )
     db["sweep_cells"].create_index(["sweep_id", "position"], unique=True)
     db["sweep_cells"].create_index(["run_id"])
+
+
+@migrations()
+def m007_candidate_decoding(db: Database) -> None:
+    # How a soft-prompt candidate's text was decoded: "greedy" (the paper), or "sampled" (a second try because its
+    # greedy text was one the run already had; engine/resample.py). NULL for APE, manual and older rows.
+    db["candidates"].add_column("decoding", str)

@@ -61,9 +61,11 @@ class CandidateScreen(BaseScreen[None]):
         self.cand = c
         star = " · [b yellow]★ starred[/]" if c.get("star") else ""
         dup = f" · same instruction as #{c['duplicate_of']}" if c.get("duplicate_of") else ""
+        how = (" · [i]sampled[/] (its soft prompt's greedy text was already in the run)"
+               if c.get("decoding") == "sampled" else "")
         self.query_one("#detail-head", Static).update(
             f"[b]candidate #{c['id']}[/] · {escape(c['task'])} · {c['method']} · run {c['run_id']} · "
-            f"iteration {c['iteration']}{star}{dup}")
+            f"iteration {c['iteration']}{star}{dup}{how}")
         note = f"\n[dim]note:[/] {escape(c['note'])}" if c.get("note") else ""
         self.query_one("#detail-instruction", Static).update(f"[b green]{escape(c['instruction'])}[/]{note}")
         n_dev = len(c.get("scores") or [])

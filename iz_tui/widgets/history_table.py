@@ -206,6 +206,8 @@ class HistoryTable(StableTable):
         line = f"{head} · #{c['id']} run {c['run_id']} {c['method']} it {c['iteration']}"
         if c.get("duplicate_of"):
             line += f" · repeats #{c['duplicate_of']}"
+        if c.get("decoding") == "sampled":
+            line += " · sampled"
         if c.get("note"):
             line += f" · note: {short(c['note'], max(70 - len(line), 10))}"
         return f"{escape(line)}{extra}\n[b]{escape(short(c['instruction'], 150))}[/]"

@@ -146,6 +146,29 @@ async def test_details_show_outputs_and_scores(filled, history) -> None:
         assert not screen.table.candidates[cid]["star"]  # the list reloaded the mark made in the detail view
 
 
+async def test_a_sampled_candidate_says_so(filled, history) -> None:
+    """A soft prompt's text that came from a second, sampled try (its greedy text was a repeat) is marked in the
+    list's status line and in the detail view; a greedy one is not."""
+    app = IZApp(config=default_config())
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await _history(pilot, app)
+        cid = screen.table.current_id()
+        with history.transaction():
+            history.db.execute("update candidates set decoding = 'sampled' where id = ?", [cid])
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, CandidateScreen) and app.screen, what="detail")
+        assert "sampled (its soft prompt's greedy text was already in the run)" in text_of(app, "#detail-head")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen), what="back")
+        await wait_for(pilot, lambda: screen.table.current_id() == cid
+                       and " · sampled" in screen.table.info(narrowed=False), what="the list reloaded the mark")
+        with history.transaction():
+            history.db.execute("update candidates set decoding = 'greedy' where id = ?", [cid])
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, CandidateScreen) and app.screen, what="detail again")
+        assert "sampled" not in text_of(app, "#detail-head")
+
+
 async def test_rerank_selected_candidates(filled, fake_engine, history) -> None:
     factory = fake_engine("finish")
     app = IZApp(config=default_config(), engine_factory=factory)

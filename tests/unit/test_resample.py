@@ -79,6 +79,8 @@ def test_the_runner_scores_what_sampling_found_instead_of_stopping(fake: FakeEnd
     assert gen.sampled[0][:2] == (2, 0.9)
     assert len({seed for _, _, seed in gen.sampled}) == len(gen.sampled)
     assert any(isinstance(e, Status) and "sampling them again found 2 new" in e.message for e in events)
+    stored = engine.history.candidates(summary["run_id"])
+    assert [c["decoding"] for c in stored[:3]] == ["greedy", "sampled", "sampled"]
 
     greedy_only = FakeGenerator(["Name the bigger one."], resamples=["Pick the heavier."])
     engine = engine_with_fakes(fake, tmp_path / "greedy", greedy_only)
