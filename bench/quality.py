@@ -11,6 +11,9 @@ worker processes or ``--ray ADDRESS``, every cell an ordinary run in the benchma
 - ``iz_scale48``, ``iz_scale96``, ``random_scale96``: InstructZero / random with larger soft prompts (the run
   setting ``soft_scale``; the Qwen generators ignore small ones, see BENCHMARKS.md);
 - ``random``: random soft prompts, the paper's "Uniform" baseline;
+- ``iz_greedy``, ``random_greedy``: InstructZero / random without second tries for repeats (``resample_repeats =
+  0``: greedy decoding only, as in the paper; the default re-decodes a soft prompt whose text the run has by
+  sampling, see engine/resample.py);
 - ``ape``: APE as the paper ran it (the black-box endpoint proposes instructions from the demos);
 - ``ape_local``: APE sampling the local generator (same model and prompt as InstructZero, no soft prompt);
 - ``manual``: one plain hand-written instruction per task (:data:`MANUAL`), the reference a person would write.
@@ -24,6 +27,9 @@ numbers are reported separately, to catch changes that only fit the tuning tasks
     .venv/bin/python bench/quality.py --ii ... --group holdout                             # the held-out tasks
     .venv/bin/python bench/quality.py --ii ... --paper                                     # 25 + 5 x 25, dev 20
     .venv/bin/python bench/quality.py --tasks antonyms sentiment --seeds 0 --methods instructzero random
+    .venv/bin/python bench/quality.py --ii ... --seeds 1 --reuse ape manual --with bench/results/OLD.json
+        # rerun only the methods a change touches; the unchanged baselines' runs come from OLD.json (same models
+        # and settings, checked), and the table's title says how many runs were taken from it
 
 Prints per-task rows (test mean and spread over seeds, evaluations, paid calls, distinct instructions, seconds),
 then summary rows (mean test per method, wins/ties/losses of InstructZero against each baseline, share of the

@@ -90,3 +90,19 @@ def models_dir() -> Path:
     """
     env = os.environ.get("IZ_MODELS")
     return Path(env).expanduser() if env else home() / "models"
+
+
+def module_command(python: str, module: str, *args: str) -> list[str]:
+    """The command that runs ``python -m module`` from this installation, whatever the caller's cwd holds.
+
+    ``-m`` puts the cwd first on ``sys.path``, so a folder named ``engine`` there (another checkout, a user's own
+    project) would be imported instead of this package; ``-P`` (Python 3.11+) leaves the cwd out, and
+    :func:`child_env` puts this installation's root first."""
+    return [python, "-P", "-m", module, *args]
+
+
+def child_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with this installation's root first on PYTHONPATH, for a child started by :func:`module_command`."""
+    root = str(Path(__file__).resolve().parents[1])
+    rest = env.get("PYTHONPATH")
+    return {**env, "PYTHONPATH": root + (os.pathsep + rest if rest else "")}

@@ -19,6 +19,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Protocol
 
+from engine import paths
 from engine.errors import ConfigError
 from engine.models.embedded import spawn_tied
 from engine.store.history import History, _decoded
@@ -68,8 +69,8 @@ class ProcessSlot:
         # multiprocessing's spawn it never re-imports the driver's main module (a user's script, the `iz`
         # entry point), and the kernel ends it if the driver dies (spawn_tied).
         ours, theirs = socket.socketpair()
-        self.proc = spawn_tied([sys.executable, "-m", "engine.sweep.worker", str(theirs.fileno())],
-                               pass_fds=[theirs.fileno()], env={**os.environ, **worker_env()},
+        self.proc = spawn_tied(paths.module_command(sys.executable, "engine.sweep.worker", str(theirs.fileno())),
+                               pass_fds=[theirs.fileno()], env=paths.child_env({**os.environ, **worker_env()}),
                                start_new_session=True)  # Ctrl-C reaches the driver, which stops them
         theirs.close()
         self.conn = Connection(ours.detach())

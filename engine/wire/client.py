@@ -71,12 +71,11 @@ class EngineClient:
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
         # The engine must import from the same tree as this client, wherever the caller's cwd is.
-        root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env = paths.child_env(env)
         if self.log_path is None:
             self.log_path = Path(env.get("IZ_HOME") or paths.home()) / "logs" / "engine.log"
         self.proc = await asyncio.create_subprocess_exec(
-            self.python, "-m", "engine", "serve",
+            *paths.module_command(self.python, "engine", "serve"),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env=env, limit=2**24,
         )
