@@ -223,6 +223,9 @@ def test_ctrl_c_stops_the_sweep_cleanly_and_resume_finishes_it(home: Path, fake:
             *CLI_SETTINGS]
     for text in INSTRUCTIONS:
         args += ["--instruction", text]
+    # Requests after the 30th wait for an answer (up to 15 s each), so the sweep is still running when Ctrl-C
+    # comes however fast the client sends (a whole dev set goes out at once).
+    fake.hold_after = 30
     proc = subprocess.Popen(args, env=engine_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 200
     workers: list[int] = []
@@ -231,6 +234,7 @@ def test_ctrl_c_stops_the_sweep_cleanly_and_resume_finishes_it(home: Path, fake:
         if len(fake.log) >= 30 and len(workers) == 2:
             break
         time.sleep(0.05)
+    assert proc.poll() is None, "the sweep ended before Ctrl-C"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
@@ -246,6 +250,7 @@ def test_ctrl_c_stops_the_sweep_cleanly_and_resume_finishes_it(home: Path, fake:
         if c["run_id"] is not None and c["status"] == "pending":
             assert h.run(c["run_id"])["status"] in ("cancelled", "created")
     h.close()
+    fake.reset()  # answers again
     out = subprocess.run([*IZ, "sweep", "--resume", "1"], env=engine_env(home), capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
