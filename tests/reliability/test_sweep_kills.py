@@ -52,7 +52,9 @@ def fake() -> Iterator[FakeOpenAI]:
 @pytest.fixture
 def home(tmp_path: Path, fake: FakeOpenAI, _sandbox_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     h = tmp_path / "home"
-    write_config(h, fake.url)
+    # At most 8 requests in flight (the default is 32: a whole dev set at once): the kills and Ctrl-C below aim at
+    # a sweep in progress, which 32 at once against an instant fake can finish first.
+    write_config(h, fake.url, extra="concurrency = 8\n")
     monkeypatch.setenv("IZ_HOME", str(h))
     monkeypatch.setenv("IZ_CONFIG", str(h / "config.toml"))
     return h
@@ -223,9 +225,6 @@ def test_ctrl_c_stops_the_sweep_cleanly_and_resume_finishes_it(home: Path, fake:
             *CLI_SETTINGS]
     for text in INSTRUCTIONS:
         args += ["--instruction", text]
-    # At most 8 requests in flight (the default is 32: a whole dev set at once), so the sweep is still running
-    # when the 30th request has arrived and Ctrl-C comes.
-    write_config(home, fake.url, extra="concurrency = 8\n")
     proc = subprocess.Popen(args, env=engine_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 200
     workers: list[int] = []
