@@ -181,6 +181,12 @@ class RunSettings(_Strict):
                     "by sampling up to this many times and keep the first new text; 0 = greedy only (the paper).",
     )
     resample_temperature: float = Field(default=0.7, gt=0.0, le=2.0)
+    race: bool = Field(
+        default=True,
+        description="From the second batch on, score a candidate's dev examples in waves and stop once it cannot "
+                    "beat the run's best so far (racing): it keeps the mean of what it answered, below the best.",
+    )
+    race_wave: int = Field(default=5, ge=1, description="Dev examples per wave when racing.")
     ape_endpoint: str | None = Field(
         default=None,
         description="The endpoint (profile name or URL) that proposes instructions for `ape`; empty = the run's own.",
@@ -404,6 +410,8 @@ n_demos = 5
 seed = 0
 # resample_repeats = 2          # a soft prompt that decodes to an instruction the run has: sample it again (0 = off)
 # resample_temperature = 0.7
+# race = true                   # stop scoring a candidate once it cannot beat the run's best (saves calls)
+# race_wave = 5                 # dev examples per wave when racing
 
 # [endpoints.openai]
 # base_url = "https://api.openai.com/v1"

@@ -15,7 +15,7 @@ from engine.store import History
 from engine.usage import Usage
 
 _CAND_FIELDS = ("id", "run_id", "iteration", "instruction", "dev_score", "test_score", "rerank_score", "cache_hit",
-                "duplicate_of", "star", "note", "manual_rank")
+                "duplicate_of", "stopped_early", "star", "note", "manual_rank")
 
 
 def export_data(history: History, run_id: int | None = None, candidate_ids: Sequence[int] | None = None) -> dict:

@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import paths
 from engine.config import Config, EndpointProfile, RunSettings, load_config, revive
@@ -42,6 +42,9 @@ from engine.wire.events import (
     RunStarted,
     Status,
 )
+
+if TYPE_CHECKING:
+    from engine.blackbox import Race
 
 log = logging.getLogger(__name__)
 
@@ -357,7 +360,7 @@ class Engine:
         return False
 
     async def _execute(self, state: _RunState, emit: Emit, cancel: asyncio.Event) -> None:
-        self._restore_proposer_costs(state)
+        self._restore_unattributed_costs(state)
         bb, judge = await self._scorers(state.task, state.endpoint_name, state.profile, emit, state.run_id)
         iteration = 0
         while not cancel.is_set():
@@ -379,15 +382,8 @@ class Engine:
                 existing = await self._propose(state, iteration, total, room, emit)
                 if not existing:
                     break
-            for cand in existing:
-                if cand["status"] == "scored":
-                    continue
-                if cancel.is_set():
-                    return
-                state.stop_reason = state.budget_hit()
-                if state.stop_reason:
-                    return
-                await self._score_candidate(state, bb, cand, emit, judge)
+            if not await self._score_batch(state, bb, existing, emit, judge, cancel):
+                return
             emit(IterationDone(state.run_id, iteration, state.best_score, state.evaluations))
             iteration += 1
 
@@ -483,15 +479,14 @@ class Engine:
         state.usage += Usage.of_answers(answers)
         return texts
 
-    def _restore_proposer_costs(self, state: _RunState) -> None:
-        """On resume, add back what the APE proposer cost before the interruption.
+    def _restore_unattributed_costs(self, state: _RunState) -> None:
+        """On resume, add back what the run paid for outside its recorded candidates before the interruption.
 
-        The store rebuilds a run's counters from its scored candidates; the proposer's calls belong to no
-        candidate, but every write of the run's totals (at each proposal and each score, in the same transaction
-        as the candidates) included them, so the stored totals exceed the rebuilt ones by exactly that much.
+        The store rebuilds a run's counters from its scored candidates. Two kinds of calls belong to none: the APE
+        proposer's, and the answers of candidates whose scoring was cancelled mid-batch (they sit in the cache,
+        so the resumed run gets them free). Every write of the run's totals included them, so the stored totals
+        exceed the rebuilt ones by exactly that much.
         """
-        if state.settings.method != "ape":
-            return
         extra = Usage.of_row(self.history.run(state.run_id)) - state.usage
         state.usage += Usage(*(max(getattr(extra, f), 0) for f in USAGE_FIELDS))
 
@@ -509,37 +504,118 @@ class Engine:
             return bo.sobol_points(n, d, s.seed)
         scored = [c for c in self.history.candidates(state.run_id, status="scored") if c["z"] is not None]
         Z = torch.tensor([c["z"] for c in scored], dtype=torch.float64)
-        S = torch.tensor([c["scores"] for c in scored], dtype=torch.float64)
+        # A raced candidate answered only part of the dev set: its other examples count at its own mean, the
+        # one estimate of them there is (it is below the best, which is what racing established).
+        n_dev = len(state.splits.dev)
+        S = torch.tensor([c["scores"] + [c["dev_score"]] * (n_dev - len(c["scores"])) for c in scored],
+                         dtype=torch.float64)
         y = torch.tensor([c["dev_score"] for c in scored], dtype=torch.float64)
         return bo.propose(Z, S, y, n, seed=s.seed * 1000 + iteration, kernel=s.kernel, optimizer=s.optimizer)
 
-    async def _score_candidate(
-        self, state: _RunState, bb: Any, cand: dict[str, Any], emit: Emit, judge: Any = None
-    ) -> None:
-        """Score one candidate on dev, unless the run already scored the same instruction (then reuse it)."""
-        from engine.blackbox import score_instruction
+    def _race(self, state: _RunState) -> Race | None:
+        """The bar a batch's candidates are raced against: the run's best dev score *before* the batch, so the
+        decision does not depend on the order the batch's answers arrive in and a run stays reproducible. None
+        (every example asked) for the first batch, when racing is off, or when the dev set fits in one wave."""
+        from engine.blackbox import Race
 
-        dup = self.history.scored_instruction(state.run_id, cand["instruction"])
+        s = state.settings
+        if not s.race or state.best_id is None or len(state.splits.dev) <= s.race_wave:
+            return None
+        return Race(bar=state.best_score, wave=s.race_wave)
+
+    async def _score_batch(self, state: _RunState, bb: Any, batch: list[dict[str, Any]], emit: Emit, judge: Any,
+                           cancel: asyncio.Event) -> bool:
+        """Score a batch's unscored candidates; False when the run must stop (cancelled, or a budget reached).
+
+        The candidates' requests go out together (the client bounds how many are in flight), so a raced batch —
+        whose candidates each wait for a wave's answers before the next wave — keeps the endpoint as busy as
+        one that asks everything at once. Results are recorded in the batch's order, as they would be one by
+        one: the best, ties included, and the repeats of an instruction scored earlier in the batch come out the
+        same. A run with a calls, tokens or cost budget scores one candidate at a time instead, so that it stops
+        at its budget rather than a batch past it."""
+        todo = [c for c in batch if c["status"] != "scored"]
+        race = self._race(state)
+        s = state.settings
+        together = s.budget_calls is None and s.budget_tokens is None and s.budget_cost is None
+        fetches: dict[int, asyncio.Task[Any]] = {}
+        received: dict[int, list[Any]] = {}
+        dropped: list[int] = []  # requests on the wire when their fetch was cancelled
+        if together:
+            texts: set[str] = set()
+            for cand in todo:
+                text = cand["instruction"]
+                if text in texts or self.history.scored_instruction(state.run_id, text) is not None:
+                    continue  # answered by an earlier score when its turn comes
+                texts.add(text)
+                got = received[cand["id"]] = []
+                fetches[cand["id"]] = asyncio.ensure_future(
+                    self._fetch_score(state, bb, cand, judge, race, got, dropped))
+        try:
+            for cand in todo:
+                if cancel.is_set():
+                    return False
+                state.stop_reason = state.budget_hit()
+                if state.stop_reason:
+                    return False
+                fetch = fetches.pop(cand["id"], None)
+                await self._score_candidate(state, bb, cand, emit, judge, race,
+                                            None if fetch is None else await fetch)
+        finally:
+            for fetch in fetches.values():
+                fetch.cancel()
+            if fetches:
+                await asyncio.gather(*fetches.values(), return_exceptions=True)
+                # The answers that came back stay in the cache (free when the run resumes), and requests cut off on
+                # the wire may be billed: either way they were paid for now, and the run's totals say so (restored
+                # on resume by _restore_unattributed_costs; a cut-off request's tokens are unknown).
+                unrecorded = Usage.of_answers([c for cid in fetches for c in received[cid]])
+                unrecorded.calls += len(dropped)
+                if unrecorded.calls or unrecorded.calls_saved:
+                    state.usage += unrecorded
+                    self.history.update_run(state.run_id, **state.totals())
+        return True
+
+    async def _fetch_score(self, state: _RunState, bb: Any, cand: dict[str, Any], judge: Any,
+                           race: Race | None, received: list[Any] | None = None,
+                           dropped: list[int] | None = None) -> Any:
+        from engine.blackbox import score_instruction
+        from engine.blackbox.client import DROPPED
+
+        if dropped is not None:
+            DROPPED.set(dropped)  # this task's context only (and the requests it starts)
+        return await score_instruction(bb, state.task, cand["instruction"], state.splits.dev, judge=judge, race=race,
+                                       received=received)
+
+    async def _score_candidate(
+        self, state: _RunState, bb: Any, cand: dict[str, Any], emit: Emit, judge: Any = None,
+        race: Race | None = None, fetched: Any = None,
+    ) -> None:
+        """Score one candidate on dev, unless the run already scored the same instruction (then reuse it).
+        ``fetched``: its score, asked for already by :meth:`_score_batch`."""
+        dup = None if fetched is not None else self.history.scored_instruction(state.run_id, cand["instruction"])
+        stopped = False
         if dup is not None:
             scores, mean, outputs, dup_id = dup["scores"], dup["dev_score"], [], dup["id"]
             usage = Usage.reused(len(scores))
+            stopped = bool(dup.get("stopped_early"))
             state.evaluations_saved += 1
         else:
-            result = await score_instruction(bb, state.task, cand["instruction"], state.splits.dev, judge=judge)
+            result = fetched if fetched is not None else await self._fetch_score(state, bb, cand, judge, race)
             scores, mean, outputs, dup_id = result.per_example, result.mean, result.outputs, None
             usage = result.usage
+            stopped = result.stopped_early
             state.evaluations += 1  # only a new instruction costs an evaluation; a repeat is information
         state.usage += usage
         is_best = self._track_best(state, cand["id"], mean, cand["instruction"])
         self.history.record_score(
             cand["id"], dev_score=mean, scores=scores, outputs=outputs, usage=usage, duplicate_of=dup_id,
-            run_totals=state.totals(),
+            run_totals=state.totals(), stopped_early=stopped,
         )
         emit(CandidateScored(
             state.run_id, cand["id"], cand["iteration"], cand["position"], cand["instruction"], mean,
             dup_id is not None or (bool(outputs) and all(o["cache_hit"] for o in outputs)), dup_id,
             state.evaluations, state.budget, state.usage.calls, state.usage.calls_saved, state.best_score,
-            state.best_id or cand["id"], is_best, state.cost,
+            state.best_id or cand["id"], is_best, state.cost, len(scores) if stopped else None,
         ))
 
     async def _score_best_on_test(self, state: _RunState, emit: Emit) -> None:

@@ -6,7 +6,7 @@ Light on purpose (httpx, tenacity, the standard library): the TUI may import it,
 
 from engine.blackbox.client import BlackBox, Completion
 from engine.blackbox.limits import RateLimiter
-from engine.blackbox.scoring import ScoreResult, score_instruction
+from engine.blackbox.scoring import Race, ScoreResult, score_instruction
 from engine.models.embedded import EmbeddedServer
 
-__all__ = ["BlackBox", "Completion", "EmbeddedServer", "RateLimiter", "ScoreResult", "score_instruction"]
+__all__ = ["BlackBox", "Completion", "EmbeddedServer", "Race", "RateLimiter", "ScoreResult", "score_instruction"]

@@ -20,6 +20,7 @@ Why it is shaped like this:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as _dt
 import email.utils
 import hashlib
@@ -360,6 +361,10 @@ class BlackBox:
                 # that trickles bytes forever cannot hold a run.
                 async with asyncio.timeout(self.profile.timeout_s):
                     resp = await client.post(url, json=body, headers=headers)
+            except asyncio.CancelledError:
+                if (dropped := DROPPED.get()) is not None:
+                    dropped.append(1)
+                raise
             except (httpx.TimeoutException, TimeoutError):
                 raise _Transient(f"no answer within {self.profile.timeout_s:g}s", kind="timeout") from None
             except httpx.ConnectError as exc:
@@ -471,6 +476,11 @@ _GAVE_UP: dict[str, tuple[str, str]] = {
                 "completions matches what the server offers"),
     "server": ("{url} failed {tries}: {what}", "the server is failing; check its logs, or try again later"),
 }
+
+
+#: Requests already sent when their caller was cancelled: the endpoint may bill them, and their answers are lost.
+#: A caller that cancels scoring sets a list here (in its own task's context) and counts the entries afterwards.
+DROPPED: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("iz_dropped_requests", default=None)
 
 
 async def all_answers(requests: Iterable[Awaitable[Completion]]) -> list[Completion]:

@@ -328,9 +328,11 @@ class History:
         usage: Usage,
         duplicate_of: int | None = None,
         run_totals: dict[str, Any] | None = None,
+        stopped_early: bool = False,
     ) -> None:
         """Store a candidate's score, its per-example outputs, what it cost and the run's running totals in ONE
-        transaction, so a crash leaves either all of it or none (resume then re-scores only what is missing)."""
+        transaction, so a crash leaves either all of it or none (resume then re-scores only what is missing).
+        ``stopped_early``: racing stopped it, so ``scores`` covers only the dev examples it answered."""
         with self.transaction():
             self._update(
                 "candidates",
@@ -340,6 +342,7 @@ class History:
                     "dev_score": dev_score,
                     "scores_json": json.dumps(list(scores)),
                     "duplicate_of": duplicate_of,
+                    "stopped_early": 1 if stopped_early else None,
                     **usage.as_dict(),
                     "latency_s": sum(o.get("latency_s") or 0.0 for o in outputs),
                     "cache_hit": int(usage.calls == 0 and usage.calls_saved > 0),

@@ -224,3 +224,10 @@ def m007_candidate_decoding(db: Database) -> None:
     # How a soft-prompt candidate's text was decoded: "greedy" (the paper), or "sampled" (a second try because its
     # greedy text was one the run already had; engine/resample.py). NULL for APE, manual and older rows.
     db["candidates"].add_column("decoding", str)
+
+
+@migrations()
+def m008_candidate_stopped_early(db: Database) -> None:
+    # 1 when racing stopped scoring the candidate before its last dev example (it could no longer beat the run's
+    # best): its dev_score is the mean of the examples it answered, and scores_json holds only those.
+    db["candidates"].add_column("stopped_early", int)

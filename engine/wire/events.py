@@ -69,6 +69,7 @@ class CandidateScored(Event):
     best_candidate_id: int
     is_best: bool
     cost: float | None = None  # USD paid so far (0.0 on a local endpoint); None when the prices are unknown
+    stopped_after: int | None = None  # racing stopped it after this many dev examples (None: it answered all)
 
 
 @dataclass

@@ -113,6 +113,8 @@ def complete_task(ctx: click.Context, param: click.Parameter, incomplete: str) -
 @click.option("--resample", "resample_repeats", type=click.IntRange(min=0, max=8),
               help="Sampled second tries for a soft prompt that writes an instruction the run has "
                    f"(0 = greedy only, as in the paper). Default {RUN_DEFAULTS.resample_repeats}.")
+@click.option("--race/--no-race", "race", default=None,
+              help="Stop scoring a candidate once it cannot beat the run's best (saves calls; default on).")
 @click.option("--max-calls", "budget_calls", type=click.IntRange(min=1), help="Stop after this many paid calls.")
 @click.option("--max-tokens", "budget_tokens", type=click.IntRange(min=1), help="Stop after this many tokens.")
 @click.option("--max-cost", "budget_cost", type=click.FloatRange(min=0, min_open=True), metavar="USD",

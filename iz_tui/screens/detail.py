@@ -70,7 +70,9 @@ class CandidateScreen(BaseScreen[None]):
         self.query_one("#detail-instruction", Static).update(f"[b green]{escape(c['instruction'])}[/]{note}")
         n_dev = len(c.get("scores") or [])
         lines = [f"dev {fmt_score(c['dev_score'])} on {n_dev} examples"
-                 + (" (cached)" if c.get("cache_hit") else "")]
+                 + (" (cached)" if c.get("cache_hit") else "")
+                 + (" · [i]raced out[/]: after these it could no longer beat the run's best, so the rest were "
+                    "not asked" if c.get("stopped_early") else "")]
         for s in self.history.scores(self.candidate_id):
             ep = s.get("endpoint") or {}
             lines.append(f"{s['kind']} {fmt_score(s['score'])} on {s['n_examples']} {s['split']} examples · "

@@ -172,7 +172,7 @@ class RunScreen(BaseScreen[None]):
         table.add_column("#", key="pos", width=3)
         table.add_column("it", key="it", width=2)
         table.add_column("dev", key="dev", width=5)
-        table.add_column("cache", key="cache", width=5)
+        table.add_column("note", key="cache", width=6)  # "hit": answered from the cache; "cut N": raced out
         table.add_column("instruction", key="instruction")
         table.border_title = "Candidates"
         if self.request is not None:
@@ -263,7 +263,8 @@ class RunScreen(BaseScreen[None]):
             self._add_row(c["id"], c["position"], c["iteration"], c["instruction"])
             if c["status"] == "scored":
                 n += 1
-                self._scored_row(c["id"], c["dev_score"], bool(c["cache_hit"]), n, c["instruction"])
+                self._scored_row(c["id"], c["dev_score"], bool(c["cache_hit"]), n, c["instruction"],
+                                 cut=len(c["scores"] or []) if c.get("stopped_early") else None)
         bar.update(progress=n)
         self._show_counts()
         self._show_plot()
@@ -335,7 +336,7 @@ class RunScreen(BaseScreen[None]):
     def _on_scored(self, ev: CandidateScored) -> None:
         self._add_row(ev.candidate_id, ev.position, ev.iteration, ev.instruction)
         self._scored_row(ev.candidate_id, ev.dev_score, ev.cache_hit, ev.evaluations, ev.instruction,
-                         best=(ev.best_candidate_id, ev.best_dev_score))
+                         best=(ev.best_candidate_id, ev.best_dev_score), cut=ev.stopped_after)
         self._progress = (ev.budget or None, ev.evaluations)  # the bar and the counts: once the batch is applied
         self.totals.update(ev)
 
@@ -347,11 +348,12 @@ class RunScreen(BaseScreen[None]):
         cost.update(f"[dim]{escape(line or '')}[/]")
 
     def _scored_row(self, cid: int, dev: float | None, cache_hit: bool, evaluations: int, instruction: str,
-                    best: tuple[int | None, float] | None = None) -> None:
+                    best: tuple[int | None, float] | None = None, cut: int | None = None) -> None:
+        """``cut``: racing stopped it after this many dev examples (its dev score is their mean)."""
         table = self.query_one("#run-cands", DataTable)
         key = str(cid)
         table.update_cell(key, "dev", _plain(fmt_score(dev)))
-        table.update_cell(key, "cache", _plain("hit") if cache_hit else _plain(""))
+        table.update_cell(key, "cache", _plain(f"cut {cut}") if cut else _plain("hit") if cache_hit else _plain(""))
         if best is None:  # prefilled from the history: work the running best out here
             best = (cid, dev) if dev is not None and dev > self._best_score else (self.best_id, self._best_score)
         best_id, best_score = best

@@ -208,6 +208,8 @@ class HistoryTable(StableTable):
             line += f" · repeats #{c['duplicate_of']}"
         if c.get("decoding") == "sampled":
             line += " · sampled"
+        if c.get("stopped_early"):
+            line += f" · raced out after {len(c.get('scores') or [])} dev examples"
         if c.get("note"):
             line += f" · note: {short(c['note'], max(70 - len(line), 10))}"
         return f"{escape(line)}{extra}\n[b]{escape(short(c['instruction'], 150))}[/]"

@@ -200,7 +200,8 @@ class FakeEngine:
             if is_best:
                 best, best_id = score, cid
             emit(CandidateScored(run_id, cid, i // 2, i, text, score, dup, 101 if dup else None, i + 1, budget,
-                                 calls, saved, best, best_id, is_best))
+                                 calls, saved, best, best_id, is_best,
+                                 stopped_after=1 if i == 4 else None))  # 104: raced out after 1 example
             if i % 2 == 1:
                 emit(IterationDone(run_id, i // 2, best, i + 1))
             await asyncio.sleep(0)

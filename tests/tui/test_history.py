@@ -169,6 +169,30 @@ async def test_a_sampled_candidate_says_so(filled, history) -> None:
         assert "sampled" not in text_of(app, "#detail-head")
 
 
+async def test_a_raced_out_candidate_says_so(filled, history) -> None:
+    """A candidate racing stopped early (it could no longer beat the run's best) says so, with how many dev
+    examples its score rests on, in the list's status line and in the detail view; a fully scored one does not."""
+    app = IZApp(config=default_config())
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await _history(pilot, app)
+        cid = screen.table.current_id()
+        with history.transaction():
+            history.db.execute("update candidates set stopped_early = 1, scores_json = '[0.0, 1.0, 0.0]' "
+                               "where id = ?", [cid])
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, CandidateScreen) and app.screen, what="detail")
+        scores = text_of(app, "#detail-scores")
+        assert "on 3 examples" in scores and "raced out" in scores
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen), what="back")
+        await wait_for(pilot, lambda: screen.table.current_id() == cid
+                       and "raced out after 3 dev examples" in screen.table.info(narrowed=False),
+                       what="the list reloaded the mark")
+        await pilot.press("down")
+        await wait_for(pilot, lambda: screen.table.current_id() != cid, what="the next row")
+        assert "raced out" not in screen.table.info(narrowed=False)
+
+
 async def test_rerank_selected_candidates(filled, fake_engine, history) -> None:
     factory = fake_engine("finish")
     app = IZApp(config=default_config(), engine_factory=factory)

@@ -36,6 +36,8 @@ async def test_a_run_shows_progress_candidates_and_the_result(fake_engine) -> No
         best_rows = [k.value for k in table.rows if str(table.get_cell(k, "best")) == BEST]
         assert best_rows == ["103"]  # exactly one best mark, on the best candidate
         assert str(table.get_cell("102", "cache")) == "hit"
+        assert str(table.get_cell("104", "cache")) == "cut 1"  # raced out after one dev example
+        assert str(table.get_cell("105", "cache")) == ""
         plot = screen.query_one("#run-plot", BestPlot)
         assert plot._series[0][2][-1] == 0.8 and len(plot._series[0][1]) == 10
         result = text_of(app, "#run-result-text")

@@ -34,6 +34,8 @@ class FakeEndpoint:
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.answer = "elephant"
+        #: When set, answers a scoring request from its prompt text instead of ``answer``.
+        self.answer_for: Callable[[str], str] | None = None
         self.fail_status: int | None = None
         self.fail_body = json.dumps({"error": {"message": "request refused"}})
         self.delay = 0.0
@@ -60,7 +62,13 @@ class FakeEndpoint:
                     self.wfile.write(data)
                     return
                 prompt = json.dumps(body.get("messages") or body.get("prompt"))
-                text = fake.propose(body) if FORWARD in prompt else fake.answer
+                if FORWARD in prompt:
+                    text = fake.propose(body)
+                elif fake.answer_for is not None:
+                    text = fake.answer_for(json.loads(prompt)[-1]["content"] if body.get("messages")
+                                           else body["prompt"])
+                else:
+                    text = fake.answer
                 chat = self.path.endswith("/chat/completions")
                 choice = {"message": {"role": "assistant", "content": text}} if chat else {"text": text}
                 raw = json.dumps({"choices": [choice], "usage": {"prompt_tokens": 10, "completion_tokens": 3}})
@@ -71,7 +79,10 @@ class FakeEndpoint:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # the client may open 32 connections at once; the default 5 drops some
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
 
