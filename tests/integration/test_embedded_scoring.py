@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from engine.blackbox import BlackBox, EmbeddedServer, score_instruction
+from engine.blackbox import BlackBox, EmbeddedServer, Race, score_instruction
 from engine.config import EndpointProfile
 from engine.store import open_history
 from engine.tasks import Example, Task, load_task, make_splits
@@ -154,3 +154,28 @@ def test_stop_leaves_no_process(tmp_path: Path) -> None:
     assert not server.running and server.base_url is None
     assert _gone(pid, within_s=1)
     server.stop()  # twice is fine
+
+
+async def test_racing_stops_a_hopeless_instruction_on_the_real_server(
+    embedded_server: EmbeddedServer, iz_home: Path
+) -> None:
+    """Raced against the good instruction's score, the nonsense one is dropped at the first wave after which it
+    can no longer tie: fewer requests go out, its kept mean is below the bar, and every answer it did get is the
+    one a full scoring gets (same prompts, same order)."""
+    task, examples = _larger_animal(iz_home)
+    prof = EndpointProfile()
+    async with BlackBox(prof, None, base_url=embedded_server.base_url) as bb:
+        good = await score_instruction(bb, task, GOOD, examples)
+        full = await score_instruction(bb, task, BAD, examples)
+        before = bb.requests_sent
+        raced = await score_instruction(bb, task, BAD, examples, race=Race(bar=good.mean, wave=5))
+        sent = bb.requests_sent - before
+    n = len(examples)
+    print(f"\nraced {BAD!r} against {good.mean:.2f}: {len(raced.per_example)} of {n} asked, mean {raced.mean:.2f}")
+    assert good.mean > full.mean
+    assert raced.stopped_early and sent == len(raced.per_example) < n and sent % 5 == 0
+    assert (sum(raced.per_example) + n - sent) / n < good.mean  # it could no longer tie...
+    prev = sent - 5
+    assert (sum(raced.per_example[:prev]) + n - prev) / n >= good.mean  # ...and could one wave earlier
+    assert raced.per_example == full.per_example[:sent]
+    assert [o["output"] for o in raced.outputs] == [o["output"] for o in full.outputs[:sent]]
