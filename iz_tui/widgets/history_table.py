@@ -128,7 +128,8 @@ class HistoryTable(StableTable):
             Text(str(r["id"]), style=style),
             Text(str(r["run_id"]), style=style),
             Text(short(r["task"], 10), style=style),
-            Text(fmt_score(r["dev_score"]), style=style),
+            # a raced-out candidate's dev score is the mean of part of the dev set: dimmed, said in the status line
+            Text(fmt_score(r["dev_score"]), style="dim italic" if r.get("stopped_early") else style),
             Text(fmt_score(r.get("test_score"))),  # Text, not str: a str cell is parsed as markup on every repaint
             Text(fmt_score(r.get("rerank_score"))),
             text,

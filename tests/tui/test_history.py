@@ -188,9 +188,11 @@ async def test_a_raced_out_candidate_says_so(filled, history) -> None:
         await wait_for(pilot, lambda: screen.table.current_id() == cid
                        and "raced out after 3 dev examples" in screen.table.info(narrowed=False),
                        what="the list reloaded the mark")
+        assert "italic" in str(screen.table.get_cell(str(cid), "dev").style)  # a partial mean, set apart
         await pilot.press("down")
         await wait_for(pilot, lambda: screen.table.current_id() != cid, what="the next row")
         assert "raced out" not in screen.table.info(narrowed=False)
+        assert "italic" not in str(screen.table.get_cell(str(screen.table.current_id()), "dev").style)
 
 
 async def test_rerank_selected_candidates(filled, fake_engine, history) -> None:
