@@ -51,8 +51,42 @@ class LazyGroup(click.Group):
         "sweep": "iz_tui.commands.sweep:sweep",
     }
 
+    #: Each lazy command's one-line help, so that `iz --help` lists them without importing their modules (which
+    #: pull in pydantic, sqlite-utils and numpy: about half a second). tests/unit/test_cli_basics.py keeps these
+    #: equal to the commands' own.
+    lazy_help: dict[str, str] = {
+        "config": "Show or create the configuration.",
+        "export": "Export a run (or chosen candidates) as JSON or Markdown.",
+        "models": "List, pull and remove local models (GGUF files known by name).",
+        "rerank": "Re-score the top K candidates of RUN_ID (or chosen candidates) and sort them by the new score.",
+        "run": "Optimise an instruction for TASK (or run a baseline) and print the best one.",
+        "runs": "List runs, newest first.",
+        "search": "Full-text search over every instruction ever scored (best match first).",
+        "show": "Show one run and its best candidates.",
+        "sweep": "Run every combination of tasks x methods x seeds (x models) and compare the methods.",
+        "tasks": "List, inspect and import tasks.",
+    }
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's listing, with the short help of a command not imported yet taken from :attr:`lazy_help`."""
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = []
+        for name in names:
+            if name not in self.commands and name in self.lazy_help:
+                text = self.lazy_help[name]
+                rows.append((name, text if len(text) <= limit else click.utils.make_default_short_help(text, limit)))
+                continue
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.lazy and cmd_name not in self.commands:
