@@ -30,10 +30,12 @@ numbers are reported separately, to catch changes that only fit the tuning tasks
     .venv/bin/python bench/quality.py --ii ... --seeds 1 --reuse ape manual --with bench/results/OLD.json
         # rerun only the methods a change touches; the unchanged baselines' runs come from OLD.json (same models
         # and settings, checked), and the table's title says how many runs were taken from it
+    .venv/bin/python bench/quality.py --ii ... --seeds 0 1 2 --reuse instructzero random ape ape_local manual \
+        --with A.json B.json C.json    # no new runs: one table over seeds that were run apart
 
 Prints per-task rows (test mean and spread over seeds, evaluations, paid calls, distinct instructions, seconds),
-then summary rows (mean test per method, wins/ties/losses of InstructZero against each baseline, share of the
-manual score), and writes everything as JSON (``--json``; default ``bench/results/quality-<date>.json``) with the
+then summary rows (mean test per method, wins/ties/losses of InstructZero against each baseline, InstructZero's
+mean difference to each with a 95% bootstrap interval over tasks, share of the manual score), and writes everything as JSON (``--json``; default ``bench/results/quality-<date>.json``) with the
 date, machine, git commit, models and settings. Uses a throwaway IZ_HOME unless ``--home`` is given (a kept home
 lets a rerun answer repeated instructions from the response cache, and ``--resume SWEEP_ID`` continue a stopped
 benchmark); pulled models are found in the usual models folder (``iz models path NAME``).
@@ -256,7 +258,28 @@ def summarise(rows: list[dict[str, Any]], methods: list[str], tasks: list[str]) 
     share = {}
     if "manual" in means and means["manual"] > 0:
         share = {m: v / means["manual"] for m, v in means.items()}
-    return {"per_task": per_task, "mean_test": means, "wins_ties_losses": wtl, "share_of_manual": share}
+    diff_ci = {b: paired_ci(per_task, tasks, "instructzero", b) for b in wtl}
+    return {"per_task": per_task, "mean_test": means, "wins_ties_losses": wtl, "share_of_manual": share,
+            "iz_minus_ci95": diff_ci}
+
+
+def paired_ci(per_task: dict[str, dict[str, dict[str, float]]], tasks: list[str], a: str, b: str,
+              n_boot: int = 10_000, seed: int = 0) -> list[float] | None:
+    """Mean over tasks of (a's test - b's test), with a 95% percentile-bootstrap interval that resamples *tasks*
+    (seeds of one task are not independent draws of the method's quality, so they are averaged first).
+
+    Why: with 10 tasks and a handful of seeds a difference of a few hundredths is easily luck; the interval says
+    whether a mean difference is distinguishable from zero on these tasks, which the wins/ties/losses alone do not.
+    """
+    import random as _random
+
+    diffs = [per_task[t][a]["test"] - per_task[t][b]["test"] for t in tasks
+             if a in per_task[t] and b in per_task[t]]
+    if len(diffs) < 2:
+        return None
+    rng = _random.Random(seed)
+    boots = sorted(statistics.fmean(rng.choices(diffs, k=len(diffs))) for _ in range(n_boot))
+    return [statistics.fmean(diffs), boots[int(0.025 * n_boot)], boots[int(0.975 * n_boot) - 1]]
 
 
 def render(summary: dict[str, Any], methods: list[str], tasks: list[str], title: str) -> str:
@@ -288,6 +311,12 @@ def render(summary: dict[str, Any], methods: list[str], tasks: list[str], title:
         lines.append(f"{'IZ wins/ties/losses vs':<26}" + "".join(
             ("/".join(map(str, summary["wins_ties_losses"][m])) if m in summary["wins_ties_losses"] else "")
             .rjust(width) for m in methods))
+    cis = summary.get("iz_minus_ci95") or {}
+    if any(cis.values()):
+        lines.append(f"{'IZ minus method':<26}" + "".join(
+            (f"{cis[m][0]:+.3f}" if cis.get(m) else "").rjust(width) for m in methods))
+        lines.append(f"{'  95% CI over tasks':<26}" + "".join(
+            (f"{cis[m][1]:+.2f}..{cis[m][2]:+.2f}" if cis.get(m) else "").rjust(width) for m in methods))
     return "\n".join(lines)
 
 
@@ -385,8 +414,11 @@ def main() -> None:
     if set(args.reuse) - set(args.methods) or (args.reuse and not args.merge):
         raise SystemExit("--reuse takes methods of --methods, and needs --with JSON to take them from")
     run_methods = [m for m in args.methods if m not in args.reuse]
-    sweep_id, rows = run_all(tasks, run_methods, args.seeds, settings, sys.stderr, workers=args.workers,
-                             ray=args.ray, resume=args.resume)
+    sweep_id: int | None = None
+    rows: list[dict[str, Any]] = []
+    if run_methods:  # every method reused: only a table of earlier results (e.g. seeds run apart, put together)
+        sweep_id, rows = run_all(tasks, run_methods, args.seeds, settings, sys.stderr, workers=args.workers,
+                                 ray=args.ray, resume=args.resume)
     wall = time.perf_counter() - t0
     # The workers and the llama.cpp servers they started have exited and been waited for: the largest of them.
     peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -406,8 +438,9 @@ def main() -> None:
     summary = summarise(rows, args.methods, tasks)
     title = (f"test score (mean±sd over seeds {args.seeds}); budget {args.budget} evaluations "
              f"({args.init} initial + batches of {args.batch}), dev {args.dev}, test {args.test}; "
-             f"generator {gen_name or gen_path}, black box {blackbox}; {wall / 60:.1f} min, "
-             f"peak RSS {peak_rss_mb:.0f} MB (largest process)")
+             f"generator {gen_name or gen_path}, black box {blackbox}; "
+             + (f"{wall / 60:.1f} min, peak RSS {peak_rss_mb:.0f} MB (largest process)" if run_methods
+                else "no new runs"))
     if merged:
         title += "; runs merged from " + ", ".join(f"{n} ({k} runs)" for n, k in merged.items())
     print(render(summary, args.methods, tasks, title))
