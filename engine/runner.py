@@ -637,6 +637,9 @@ class Engine:
 
     def summary(self, run_id: int) -> dict[str, Any]:
         r = self.history.run(run_id)
+        n_dev = int((r.get("settings") or {}).get("n_dev") or 0)
+        raced = [c for c in self.history.candidates(run_id, status="scored")
+                 if c.get("stopped_early") and c["duplicate_of"] is None]
         return {
             "run_id": run_id,
             "task": r["task"],
@@ -651,6 +654,9 @@ class Engine:
             "evaluations_saved": r["evaluations_saved"],
             "calls": r["calls"],
             "calls_saved": r["calls_saved"],
+            # racing: candidates stopped early, and the dev answers that were therefore never asked (or paid)
+            "raced_out": len(raced),
+            "answers_skipped": sum(max(n_dev - len(c["scores"] or []), 0) for c in raced),
             "tokens": Usage.of_row(r).tokens,
             "cost": run_cost(r),  # USD at the run's prices: 0.0 on a local endpoint, None when unknown
             "cost_text": run_cost_text(r),

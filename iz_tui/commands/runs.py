@@ -281,6 +281,10 @@ def _print_summary(s: dict[str, Any]) -> None:
     t.add_row("test score", _fmt(s.get("test_score")))
     t.add_row("evaluations", f"{s['evaluations']} ({s.get('evaluations_saved', 0)} duplicates not re-scored)")
     t.add_row("black-box calls", f"{s['calls']} (saved by cache and dedup: {s['calls_saved']})")
+    if s.get("raced_out"):
+        n = s["raced_out"]
+        t.add_row("racing", f"{n} candidate{'s' if n != 1 else ''} stopped early: {s['answers_skipped']} dev "
+                            "answers not asked (they could no longer beat the best)")
     t.add_row("tokens", str(s["tokens"]))
     if "cost_text" in s:
         t.add_row("cost", s["cost_text"])

@@ -412,7 +412,9 @@ class RunScreen(BaseScreen[None]):
             f"{head} · {self.totals.evaluations} evaluations · {escape(self.totals.spent)} · "
             f"{s.get('seconds') or 0:.0f} s\n"
             f"best: [b]{best}[/]\n"
-            f"dev {fmt_score(s.get('dev_score'))} · test {fmt_score(s.get('test_score'))}",
+            f"dev {fmt_score(s.get('dev_score'))} · test {fmt_score(s.get('test_score'))}"
+            + (f" · racing skipped {s['answers_skipped']} dev answers ({s['raced_out']} "
+               f"candidate{'s' if s['raced_out'] != 1 else ''} cut)" if s.get("raced_out") else ""),
             ok=ev.status == "finished",
         )
         self._set_status(f"run {ev.run_id} {ev.status}")

@@ -212,7 +212,8 @@ class FakeEngine:
         texts = {100: "Name the animal.", 101: "Write the larger animal.", 103: "Pick the bigger one."}
         return {"run_id": run_id, "task": task, "method": "instructzero", "status": "finished",
                 "best_candidate_id": best_id, "best_instruction": texts.get(best_id), "dev_score": best,
-                "test_score": test, "evaluations": n, "calls": 9, "calls_saved": 3, "tokens": 100, "seconds": 3.0}
+                "test_score": test, "evaluations": n, "calls": 9, "calls_saved": 3, "tokens": 100, "seconds": 3.0,
+                "raced_out": 1, "answers_skipped": 2}
 
     async def cancel_run(self, run_id: int) -> bool:
         self.cancelled.append(run_id)

@@ -43,6 +43,7 @@ async def test_a_run_shows_progress_candidates_and_the_result(fake_engine) -> No
         result = text_of(app, "#run-result-text")
         assert "Finished" in result and "Pick the bigger one." in result
         assert "dev 0.800" in result and "test 0.667" in result
+        assert "racing skipped 2 dev answers (1 candidate cut)" in result
 
 
 async def test_the_counts_and_the_result_show_the_same_paid_calls(fake_engine) -> None:

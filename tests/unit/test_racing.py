@@ -119,6 +119,7 @@ def test_the_runner_races_from_the_second_batch_and_records_it(graded: FakeEndpo
     assert len(cands["Bad later."]["scores"]) == 5 and cands["Bad later."]["calls"] == 5
     assert summary["evaluations"] == 5 and summary["calls"] == 10 + 10 + 5 + 10 + 5 + 4
     assert summary["best_instruction"] == "Good start."  # the first of the tied best, as without racing
+    assert summary["raced_out"] == 2 and summary["answers_skipped"] == 10
     stops = {e.instruction: e.stopped_after for e in events if isinstance(e, CandidateScored)}
     assert stops == {"Good start.": None, "Bad start.": None, "Bad later.": 5, "Good later.": None,
                      "Bad again.": 5}
@@ -128,7 +129,7 @@ def test_race_off_asks_every_example(graded: FakeEndpoint, tmp_path: Path) -> No
     engine = engine_with_fakes(graded, tmp_path, FakeGenerator(SCRIPT))
     summary = run_to_end(engine, TASK, _settings(race=False), [])
     assert all(_asked(graded, t) == 10 for t in SCRIPT if "Good" not in t)
-    assert summary["calls"] == 5 * 10 + 4
+    assert summary["calls"] == 5 * 10 + 4 and summary["raced_out"] == 0 == summary["answers_skipped"]
     assert all(c["stopped_early"] is None for c in engine.history.candidates(summary["run_id"]))
 
 
