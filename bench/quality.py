@@ -11,6 +11,9 @@ worker processes or ``--ray ADDRESS``, every cell an ordinary run in the benchma
 - ``iz_scale48``, ``iz_scale96``, ``random_scale96``: InstructZero / random with larger soft prompts (the run
   setting ``soft_scale``; the Qwen generators ignore small ones, see BENCHMARKS.md);
 - ``random``: random soft prompts, the paper's "Uniform" baseline;
+- ``iz_graded``: InstructZero whose BO also learns from partly right answers (``surrogate = "graded"``: each dev
+  example's score or, when higher, its word-overlap F1 with a right answer), so that a run whose first
+  candidates all score 0 still has something to model;
 - ``iz_greedy``, ``random_greedy``: InstructZero / random without second tries for repeats (``resample_repeats =
   0``: greedy decoding only, as in the paper; the default re-decodes a soft prompt whose text the run has by
   sampling, see engine/resample.py);
@@ -115,6 +118,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "iz_scale48": {"method": "instructzero", "soft_scale": 48},
     "iz_scale96": {"method": "instructzero", "soft_scale": 96},
     "random_scale96": {"method": "random", "soft_scale": 96},
+    "iz_graded": {"method": "instructzero", "surrogate": "graded"},
     "iz_greedy": {"method": "instructzero", "resample_repeats": 0},
     "random_greedy": {"method": "random", "resample_repeats": 0},
     "random": {"method": "random"},

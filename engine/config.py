@@ -181,6 +181,12 @@ class RunSettings(_Strict):
                     "by sampling up to this many times and keep the first new text; 0 = greedy only (the paper).",
     )
     resample_temperature: float = Field(default=0.7, gt=0.0, le=2.0)
+    surrogate: Literal["score", "graded"] = Field(
+        default="score",
+        description="What the BO's model learns from: each dev example's metric score (the paper), or 'graded': "
+                    "that score or, when higher, the answer's word overlap with a right answer (F1), so runs whose "
+                    "candidates all score 0 still tell the model which came closer.",
+    )
     race: bool = Field(
         default=True,
         description="From the second batch on, score a candidate's dev examples in waves and stop once it cannot "
@@ -410,6 +416,7 @@ n_demos = 5
 seed = 0
 # resample_repeats = 2          # a soft prompt that decodes to an instruction the run has: sample it again (0 = off)
 # resample_temperature = 0.7
+# surrogate = "score"           # "graded": the BO also learns from partly right answers (word overlap)
 # race = true                   # stop scoring a candidate once it cannot beat the run's best (saves calls)
 # race_wave = 5                 # dev examples per wave when racing
 

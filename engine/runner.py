@@ -504,12 +504,16 @@ class Engine:
             return bo.sobol_points(n, d, s.seed)
         scored = [c for c in self.history.candidates(state.run_id, status="scored") if c["z"] is not None]
         Z = torch.tensor([c["z"] for c in scored], dtype=torch.float64)
+        vectors = [c["scores"] for c in scored]
+        if s.surrogate == "graded":
+            vectors = [self._graded(state, c) for c in scored]
         # A raced candidate answered only part of the dev set: its other examples count at its own mean, the
         # one estimate of them there is (it is below the best, which is what racing established).
         n_dev = len(state.splits.dev)
-        S = torch.tensor([c["scores"] + [c["dev_score"]] * (n_dev - len(c["scores"])) for c in scored],
-                         dtype=torch.float64)
-        y = torch.tensor([c["dev_score"] for c in scored], dtype=torch.float64)
+        rows = [v + [sum(v) / len(v) if v else 0.0] * (n_dev - len(v)) for v in vectors]
+        S = torch.tensor(rows, dtype=torch.float64)
+        y = torch.tensor([sum(v) / len(v) if v else 0.0 for v in vectors] if s.surrogate == "graded"
+                         else [c["dev_score"] for c in scored], dtype=torch.float64)
         return bo.propose(Z, S, y, n, seed=s.seed * 1000 + iteration, kernel=s.kernel, optimizer=s.optimizer)
 
     def _race(self, state: _RunState) -> Race | None:
@@ -585,6 +589,21 @@ class Engine:
             DROPPED.set(dropped)  # this task's context only (and the requests it starts)
         return await score_instruction(bb, state.task, cand["instruction"], state.splits.dev, judge=judge, race=race,
                                        received=received)
+
+    def _graded(self, state: _RunState, cand: dict[str, Any]) -> list[float]:
+        """A candidate's per-example dev scores for ``surrogate = "graded"``: each the metric's score or, when
+        higher, the answer's word-overlap F1 with its best right answer (a repeat reads its original's answers).
+        Only tasks scored by an answer metric on words have such a grade; the others keep their scores."""
+        from engine.tasks.metrics import METRICS, f1
+
+        if state.task.metric not in METRICS:
+            return list(cand["scores"])
+        cs = bool(getattr(state.task, "case_sensitive", False))
+        source = cand["duplicate_of"] or cand["id"]
+        outs = sorted(self.history.outputs(source, "dev"), key=lambda o: o["example_index"])
+        if len(outs) != len(cand["scores"]):
+            return list(cand["scores"])
+        return [max(float(o["score"]), f1(o["output"] or "", o["answers"], cs)) for o in outs]
 
     async def _score_candidate(
         self, state: _RunState, bb: Any, cand: dict[str, Any], emit: Emit, judge: Any = None,

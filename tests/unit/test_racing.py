@@ -29,31 +29,6 @@ pytestmark = pytest.mark.usefixtures("no_real_generator")
 TASK = "larger_animal"
 
 
-def _answers() -> dict[str, str]:
-    task = load_task(TASK)
-    return {ex.input: ex.answers[0] for ex in task.examples}
-
-
-@pytest.fixture
-def graded(fake: FakeEndpoint) -> FakeEndpoint:
-    """Right answers under an instruction that starts with "Good", a wrong one otherwise; "Half" is right on the
-    examples whose first animal sorts before the second (roughly half)."""
-    truth = _answers()
-
-    def answer(prompt: str) -> str:
-        instruction = prompt.split("Instruction: ", 1)[1].split("\n", 1)[0]
-        given = prompt.rsplit("Input: ", 1)[1].split("\n", 1)[0]
-        if instruction.startswith("Good"):
-            return truth[given]
-        if instruction.startswith("Half"):
-            a, b = (x.strip() for x in given.split(","))
-            return truth[given] if a < b else "no idea"
-        return "no idea"
-
-    fake.answer_for = answer
-    return fake
-
-
 def _asked(fake: FakeEndpoint, instruction: str) -> int:
     return fake.asking(f"Instruction: {instruction}\\n")
 
