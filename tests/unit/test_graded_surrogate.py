@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from engine import bo
 from engine.config import RunSettings
-from tests.unit.unit_fakes import FakeEndpoint, FakeGenerator, engine_with_fakes, run_to_end
+from tests.unit.unit_fakes import FakeEndpoint, FakeGenerator, bo_inputs, engine_with_fakes, run_to_end
 
 pytestmark = pytest.mark.usefixtures("no_real_generator")
 
@@ -23,20 +22,10 @@ pytestmark = pytest.mark.usefixtures("no_real_generator")
 def _first_step(graded: FakeEndpoint, tmp_path: Path, surrogate: str) -> tuple[Any, Any, dict[str, Any]]:
     engine = engine_with_fakes(graded, tmp_path, FakeGenerator(["Close one.", "Bad one.", "Bad two.", "Close two."]))
     del engine._next_points  # the real BO step
-    seen: list[Any] = []
-    real = bo.propose
-
-    def spy(Z: Any, S: Any, y: Any, *a: Any, **kw: Any) -> Any:  # noqa: N803
-        seen.append((S.clone(), y.clone()))
-        return real(Z, S, y, *a, **kw)
-
-    bo.propose = spy
-    try:
-        settings = RunSettings(method="instructzero", intrinsic_dim=2, n_soft_tokens=1, n_dev=4, n_test=0, n_demos=2,
-                               n_init=3, batch_size=1, n_iterations=1, surrogate=surrogate, race=False)
+    settings = RunSettings(method="instructzero", intrinsic_dim=2, n_soft_tokens=1, n_dev=4, n_test=0, n_demos=2,
+                           n_init=3, batch_size=1, n_iterations=1, surrogate=surrogate, race=False)
+    with bo_inputs() as seen:
         summary = run_to_end(engine, "larger_animal", settings, [])
-    finally:
-        bo.propose = real
     assert summary["status"] == "finished" and len(seen) == 1
     return seen[0][0], seen[0][1], summary
 

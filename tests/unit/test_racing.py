@@ -22,7 +22,7 @@ from engine.blackbox import BlackBox, Race, score_instruction
 from engine.config import EndpointProfile, RunSettings
 from engine.tasks import load_task, make_splits
 from engine.wire.events import CandidateScored, Event
-from tests.unit.unit_fakes import FakeEndpoint, FakeGenerator, engine_with_fakes, run_to_end
+from tests.unit.unit_fakes import FakeEndpoint, FakeGenerator, bo_inputs, engine_with_fakes, run_to_end
 
 pytestmark = pytest.mark.usefixtures("no_real_generator")
 
@@ -139,20 +139,8 @@ def test_the_surrogate_gets_a_full_score_vector_for_a_raced_candidate(graded: Fa
     so a raced candidate's unasked examples count at its own mean (a ragged matrix would fail)."""
     engine = engine_with_fakes(graded, tmp_path, FakeGenerator(SCRIPT + ["Good third.", "Bad third.", "Half third."]))
     del engine._next_points  # the real BO step (torch, the coupled kernel), not the fakes' plain points
-    seen: list[Any] = []
-    from engine import bo
-
-    real = bo.propose
-
-    def spy(Z: Any, S: Any, y: Any, *a: Any, **kw: Any) -> Any:  # noqa: N803
-        seen.append((S.clone(), y.clone()))
-        return real(Z, S, y, *a, **kw)
-
-    bo.propose = spy
-    try:
+    with bo_inputs() as seen:
         summary = run_to_end(engine, TASK, _settings(method="instructzero", n_iterations=2, n_test=0), [])
-    finally:
-        bo.propose = real
     assert summary["status"] == "finished" and summary["evaluations"] == 8
     assert len(seen) == 2
     S, y = seen[1]  # the second BO step: 2 full + 3 from the raced batch

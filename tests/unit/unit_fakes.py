@@ -7,10 +7,11 @@ server and real model files.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -185,3 +186,22 @@ def run_to_end(engine: Engine, task: str, settings: Any, events: list[Any], **kw
             await engine.aclose()
 
     return asyncio.run(go())
+
+
+@contextlib.contextmanager
+def bo_inputs() -> Iterator[list[tuple[Any, Any]]]:
+    """Record what each real BO step is given: ``bo.propose``'s (S, y), in order (the step still runs)."""
+    from engine import bo
+
+    seen: list[tuple[Any, Any]] = []
+    real = bo.propose
+
+    def spy(Z: Any, S: Any, y: Any, *a: Any, **kw: Any) -> Any:  # noqa: N803
+        seen.append((S.clone(), y.clone()))
+        return real(Z, S, y, *a, **kw)
+
+    bo.propose = spy
+    try:
+        yield seen
+    finally:
+        bo.propose = real
