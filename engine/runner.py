@@ -75,6 +75,7 @@ class _RunState:
     best_id: int | None = None
     best_score: float = -math.inf
     best_instruction: str | None = None
+    best_position: int = 2**62  # the best's place in proposal order (ties go to the earliest)
     stop_reason: str | None = None
 
     @property
@@ -349,13 +350,17 @@ class Engine:
             state.evaluations += int(c["duplicate_of"] is None)
             state.evaluations_saved += int(c["duplicate_of"] is not None)
             state.usage += Usage.of_row(c)
-            self._track_best(state, c["id"], c["dev_score"], c["instruction"])
+            self._track_best(state, c["id"], c["dev_score"], c["instruction"], c["position"])
         return state
 
     @staticmethod
-    def _track_best(state: _RunState, cid: int, score: float, instruction: str) -> bool:
-        if score > state.best_score:
+    def _track_best(state: _RunState, cid: int, score: float, instruction: str, position: int) -> bool:
+        """The best is the highest dev score, and among equal ones the earliest proposed, whatever order the
+        scores were recorded in (a failed batch keeps its later candidates that were answered, and a resume then
+        scores the earlier ones)."""
+        if score > state.best_score or (score == state.best_score and position < state.best_position):
             state.best_id, state.best_score, state.best_instruction = cid, score, instruction
+            state.best_position = position
             return True
         return False
 
@@ -531,16 +536,18 @@ class Engine:
                            cancel: asyncio.Event) -> bool:
         """Score a batch's unscored candidates; False when the run must stop (cancelled, or a budget reached).
 
-        The candidates' requests go out together (the client bounds how many are in flight), so a raced batch —
-        whose candidates each wait for a wave's answers before the next wave — keeps the endpoint as busy as
-        one that asks everything at once. Results are recorded in the batch's order, as they would be one by
-        one: the best, ties included, and the repeats of an instruction scored earlier in the batch come out the
-        same. A run with a calls, tokens or cost budget scores one candidate at a time instead, so that it stops
-        at its budget rather than a batch past it."""
+        A raced batch's candidates are asked together (the client bounds how many requests are in flight): each
+        waits for a wave's answers before its next wave, and one at a time that would cost a round trip per wave
+        per candidate. Results are recorded in the batch's order, as they would be one by one, so the repeats of
+        an instruction scored earlier in the batch come out the same. If the batch stops early (cancelled, a
+        budget, an endpoint failing for good), the candidates already answered in full are recorded before it
+        returns; the answers of the others stay in the cache. A batch that is not raced, or a run with a calls,
+        tokens or cost budget (which must stop at its budget, not a batch past it), scores one candidate at a
+        time."""
         todo = [c for c in batch if c["status"] != "scored"]
         race = self._race(state)
         s = state.settings
-        together = s.budget_calls is None and s.budget_tokens is None and s.budget_cost is None
+        together = race is not None and s.budget_calls is None and s.budget_tokens is None and s.budget_cost is None
         fetches: dict[int, asyncio.Task[Any]] = {}
         received: dict[int, list[Any]] = {}
         dropped: list[int] = []  # requests on the wire when their fetch was cancelled
@@ -565,13 +572,19 @@ class Engine:
                 await self._score_candidate(state, bb, cand, emit, judge, race,
                                             None if fetch is None else await fetch)
         finally:
+            for cand in todo:  # stopped early: keep what was answered in full
+                fetch = fetches.get(cand["id"])
+                if fetch is not None and fetch.done() and not fetch.cancelled() and fetch.exception() is None:
+                    del fetches[cand["id"]]
+                    await self._score_candidate(state, bb, cand, emit, judge, race, fetch.result())
             for fetch in fetches.values():
                 fetch.cancel()
             if fetches:
                 await asyncio.gather(*fetches.values(), return_exceptions=True)
-                # The answers that came back stay in the cache (free when the run resumes), and requests cut off on
-                # the wire may be billed: either way they were paid for now, and the run's totals say so (restored
-                # on resume by _restore_unattributed_costs; a cut-off request's tokens are unknown).
+                # The answers that came back stay in the cache (free when the run resumes), and requests cut off by
+                # the stop may be billed: either way they count as paid now, and the run's totals say so (restored
+                # on resume by _restore_unattributed_costs). A cut-off request's tokens are unknown, and one cut
+                # off before it left is counted too: on a stop the calls are an upper bound, never short.
                 unrecorded = Usage.of_answers([c for cid in fetches for c in received[cid]])
                 unrecorded.calls += len(dropped)
                 if unrecorded.calls or unrecorded.calls_saved:
@@ -625,7 +638,7 @@ class Engine:
             stopped = result.stopped_early
             state.evaluations += 1  # only a new instruction costs an evaluation; a repeat is information
         state.usage += usage
-        is_best = self._track_best(state, cand["id"], mean, cand["instruction"])
+        is_best = self._track_best(state, cand["id"], mean, cand["instruction"], cand["position"])
         self.history.record_score(
             cand["id"], dev_score=mean, scores=scores, outputs=outputs, usage=usage, duplicate_of=dup_id,
             run_totals=state.totals(), stopped_early=stopped,

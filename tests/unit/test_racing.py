@@ -149,3 +149,40 @@ def test_the_surrogate_gets_a_full_score_vector_for_a_raced_candidate(graded: Fa
     for row, c in zip(S.tolist(), cands, strict=True):
         assert row[: len(c["scores"])] == c["scores"]
         assert all(v == c["dev_score"] for v in row[len(c["scores"]):])
+
+
+def test_a_stop_in_a_raced_batch_keeps_what_was_answered_and_counts_every_request(graded: FakeEndpoint,
+                                                                                   tmp_path: Path) -> None:
+    """Cancelled while the second batch's candidates are being asked together: the candidates answered in full
+    are recorded, the run's calls count every request the endpoint saw (answers that came back, and requests cut
+    off by the stop), and the resumed run finishes with the same candidates, re-asking only what was cut off."""
+    graded.delay = 0.05
+    engine = engine_with_fakes(graded, tmp_path, FakeGenerator(SCRIPT))
+    settings = _settings(n_test=0)
+
+    async def go() -> tuple[dict[str, Any], dict[str, Any]]:
+        try:
+            run_id = engine.create_run(TASK, settings)
+            cancel = asyncio.Event()
+
+            def on(ev: Event) -> None:
+                if isinstance(ev, CandidateScored) and ev.iteration == 1:
+                    cancel.set()  # the first of the raced batch is recorded; the others are still being asked
+
+            first = await engine.execute(run_id, emit=on, cancel=cancel)
+            return first, await engine.resume(run_id)
+        finally:
+            await engine.aclose()
+
+    first, summary = asyncio.run(go())
+    assert first["status"] == "cancelled" and summary["status"] == "finished"
+    assert summary["evaluations"] == 5
+    # Every request the endpoint saw is counted; a request cut off by the stop is counted as paid whether or not
+    # it had left (the endpoint may bill it), so the count may exceed what was seen by at most those cut off:
+    # the raced batch's first waves (3 x 5) at most.
+    seen = len(graded.requests)
+    assert first["calls"] <= summary["calls"] and seen <= summary["calls"] <= seen + 15
+    prompts = [json.dumps(r["body"], sort_keys=True) for r in graded.requests]
+    assert len(prompts) - len(set(prompts)) <= 15  # re-asked after the resume: only requests cut off
+    cands = {c["instruction"]: c for c in engine.history.candidates(summary["run_id"])}
+    assert [cands[t]["stopped_early"] for t in SCRIPT] == [None, None, 1, None, 1]
