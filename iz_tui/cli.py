@@ -79,8 +79,8 @@ class LazyGroup(click.Group):
         rows = []
         for name in names:
             if name not in self.commands and name in self.lazy_help:
-                text = self.lazy_help[name]
-                rows.append((name, text if len(text) <= limit else click.utils.make_default_short_help(text, limit)))
+                # shortened as click shortens a command's own help
+                rows.append((name, click.Command(name, help=self.lazy_help[name]).get_short_help_str(limit)))
                 continue
             cmd = self.get_command(ctx, name)
             if cmd is not None and not cmd.hidden:

@@ -97,6 +97,9 @@ async def test_start_button_opens_the_run_screen(fake_engine) -> None:
         await pilot.pause()
         await pilot.click("#start")
         await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), what="the run screen")
+        # the screen is up before its engine is (started in the background): wait for the request to reach it
+        await wait_for(pilot, lambda: getattr(factory, "engine", None) and factory.engine.requests,
+                       what="the start request")
         params = factory.engine.requests[0][1]
         assert params["task"] == "larger_animal" and params["endpoint"] == "embedded"
         assert params["settings"]["budget_evaluations"] == 10
