@@ -115,6 +115,7 @@ class FakeOpenAI:
         self.permanent: str | None = None
         self.permanent_after = 0
         self.pad = 0  # characters of filler after each scoring answer's first line (big rows: slow writes)
+        self.delay_s = 0.0  # every answer waits this long (a test that must catch a run still going on)
         self.log: list[Request] = []
         self.kills: list[int] = []
         self.lock = threading.Lock()
@@ -266,6 +267,8 @@ class FakeOpenAI:
         data = json.dumps(self._completion(req, text)).encode()
         if self.hold_after is not None and req.n > self.hold_after:
             self.killed.wait(15)  # came after the request that kills: never answered
+        if self.delay_s:
+            time.sleep(self.delay_s)
         with self.gate:
             if self.killed.is_set():
                 h.close_connection = True

@@ -221,6 +221,9 @@ def test_ctrl_c_stops_the_sweep_cleanly_and_resume_finishes_it(home: Path, fake:
     import signal
 
     db = home / "history.db"
+    # Each answer takes 0.25 s: the whole sweep then takes several seconds, so it is still going on when the
+    # signal lands (against an instant fake it could finish in the ~2 s between the check below and the signal).
+    fake.delay_s = 0.25
     args = [*IZ, "sweep", "--tasks", ",".join(TASKS), "--methods", "ape,manual", "--seeds", "0-1", "--workers", "2",
             *CLI_SETTINGS]
     for text in INSTRUCTIONS:
