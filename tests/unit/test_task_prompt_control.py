@@ -119,8 +119,10 @@ def test_the_settings_go_over_the_wire_and_into_the_cache_key(fake: FakeEndpoint
     history = open_history(tmp_path / "h.db")
     profile = EndpointProfile(base_url=fake.url, model="m", max_retries=0)
     _score(BlackBox(profile, history), task, "Shout it.", list(task.examples[:2]))
-    body = fake.requests[0]["body"]
-    assert fake.requests[0]["path"] == "/v1/chat/completions"
+    # The two examples are asked concurrently, so they may arrive in either order.
+    assert {r["path"] for r in fake.requests} == {"/v1/chat/completions"}
+    first = next(r for r in fake.requests if "word0" in r["body"]["messages"][-1]["content"])
+    body = first["body"]
     assert body["messages"] == [{"role": "system", "content": "You are terse. Shout it."},
                                 {"role": "user", "content": "Word: word0\nAnswer:"}]
     assert (body["temperature"], body["max_tokens"], body["stop"]) == (0.5, 7, ["\n", "Word:"])
