@@ -121,12 +121,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "iz_graded": {"method": "instructzero", "surrogate": "graded"},
     "iz_greedy": {"method": "instructzero", "resample_repeats": 0},
     "random_greedy": {"method": "random", "resample_repeats": 0},
+    "iz_echo": {"method": "instructzero", "resample_echoes": True},
+    "random_echo": {"method": "random", "resample_echoes": True},
     "random": {"method": "random"},
     "ape": {"method": "ape"},
     "ape_local": {"method": "ape_local"},
     "manual": {"method": "manual"},
 }
-BASELINES = ("random", "ape", "ape_local", "iz_matern", "manual", "random_scale96", "iz_greedy", "random_greedy")
+BASELINES = ("random", "ape", "ape_local", "iz_matern", "manual", "random_scale96", "iz_greedy", "random_greedy",
+             "random_echo")
 DEFAULT_METHODS = ["instructzero", "random", "ape", "ape_local", "manual"]
 #: A mean test score within this of another counts as a tie (one example of 20 is 0.05).
 TIE = 0.02
@@ -221,8 +224,12 @@ def _mean_sd(vals: list[float]) -> tuple[float, float]:
     return statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
 
 
-def summarise(rows: list[dict[str, Any]], methods: list[str], tasks: list[str]) -> dict[str, Any]:
-    """Per-task means and spreads, and the summary rows, as data (the table is printed from this)."""
+def summarise(rows: list[dict[str, Any]], methods: list[str], tasks: list[str],
+              ref: str = "instructzero") -> dict[str, Any]:
+    """Per-task means and spreads, and the summary rows, as data (the table is printed from this).
+
+    ``ref``: the method the wins/ties/losses and the differences are counted for (InstructZero, or a variant of
+    it being judged against the baselines)."""
     ok = [r for r in rows if "failed" not in r]
     per_task: dict[str, dict[str, dict[str, float]]] = {}
     for task in tasks:
@@ -243,15 +250,15 @@ def summarise(rows: list[dict[str, Any]], methods: list[str], tasks: list[str]) 
     means = {m: statistics.mean([per_task[t][m]["test"] for t in tasks if m in per_task[t]])
              for m in methods if any(m in per_task[t] for t in tasks)}
     wtl: dict[str, list[int]] = {}
-    if "instructzero" in methods:
+    if ref in methods:
         for b in methods:
-            if b == "instructzero":
+            if b == ref:
                 continue
             w = t_ = lo = 0
             for task in tasks:
-                if "instructzero" not in per_task[task] or b not in per_task[task]:
+                if ref not in per_task[task] or b not in per_task[task]:
                     continue
-                diff = per_task[task]["instructzero"]["test"] - per_task[task][b]["test"]
+                diff = per_task[task][ref]["test"] - per_task[task][b]["test"]
                 if diff > TIE:
                     w += 1
                 elif diff < -TIE:
@@ -262,9 +269,9 @@ def summarise(rows: list[dict[str, Any]], methods: list[str], tasks: list[str]) 
     share = {}
     if "manual" in means and means["manual"] > 0:
         share = {m: v / means["manual"] for m, v in means.items()}
-    diff_ci = {b: paired_ci(per_task, tasks, "instructzero", b) for b in wtl}
+    diff_ci = {b: paired_ci(per_task, tasks, ref, b) for b in wtl}
     return {"per_task": per_task, "mean_test": means, "wins_ties_losses": wtl, "share_of_manual": share,
-            "iz_minus_ci95": diff_ci}
+            "iz_minus_ci95": diff_ci, "reference": ref}
 
 
 def paired_ci(per_task: dict[str, dict[str, dict[str, float]]], tasks: list[str], a: str, b: str,
@@ -312,12 +319,13 @@ def render(summary: dict[str, Any], methods: list[str], tasks: list[str], title:
             (f"{summary['share_of_manual'][m]:.0%}" if m in summary["share_of_manual"] else "-").rjust(width)
             for m in methods))
     if summary["wins_ties_losses"]:
-        lines.append(f"{'IZ wins/ties/losses vs':<26}" + "".join(
+        ref = summary.get("reference", "instructzero")
+        lines.append(f"{ref[:12] + ' W/T/L vs':<26}" + "".join(
             ("/".join(map(str, summary["wins_ties_losses"][m])) if m in summary["wins_ties_losses"] else "")
             .rjust(width) for m in methods))
     cis = summary.get("iz_minus_ci95") or {}
     if any(cis.values()):
-        lines.append(f"{'IZ minus method':<26}" + "".join(
+        lines.append(f"{summary.get('reference', 'instructzero')[:12] + ' minus method':<26}" + "".join(
             (f"{cis[m][0]:+.3f}" if cis.get(m) else "").rjust(width) for m in methods))
         lines.append(f"{'  95% CI over tasks':<26}" + "".join(
             (f"{cis[m][1]:+.2f}..{cis[m][2]:+.2f}" if cis.get(m) else "").rjust(width) for m in methods))
@@ -363,6 +371,8 @@ def main() -> None:
     ap.add_argument("--with", dest="merge", type=Path, nargs="*", default=[], metavar="JSON",
                     help="earlier results of the same benchmark (models and settings are checked) to take the "
                          "--reuse methods' runs from")
+    ap.add_argument("--reference", default="instructzero", choices=list(VARIANTS),
+                    help="the method the wins/ties/losses and differences are counted for (default instructzero)")
     ap.add_argument("--reuse", nargs="*", default=[], metavar="METHOD",
                     help="methods (of --methods) not run again but taken from the --with results: baselines the "
                          "change under test does not touch; the table's title says so")
@@ -439,7 +449,7 @@ def main() -> None:
                 and r["seed"] in args.seeds and (r["task"], r["method"], r["seed"]) not in have]
         rows += [{**r, "from": path.name} for r in take]
         merged[path.name] = len(take)
-    summary = summarise(rows, args.methods, tasks)
+    summary = summarise(rows, args.methods, tasks, ref=args.reference)
     title = (f"test score (mean±sd over seeds {args.seeds}); budget {args.budget} evaluations "
              f"({args.init} initial + batches of {args.batch}), dev {args.dev}, test {args.test}; "
              f"generator {gen_name or gen_path}, black box {blackbox}; "

@@ -181,6 +181,12 @@ class RunSettings(_Strict):
                     "by sampling up to this many times and keep the first new text; 0 = greedy only (the paper).",
     )
     resample_temperature: float = Field(default=0.7, gt=0.0, le=2.0)
+    resample_echoes: bool = Field(
+        default=False,
+        description="Also decode again, by sampling, a soft prompt whose instruction only restates the generator's "
+                    "prompt ('Write an output for every one of the inputs.'): it names no task. Needs "
+                    "resample_repeats > 0 (the number of tries).",
+    )
     surrogate: Literal["score", "graded"] = Field(
         default="score",
         description="What the BO's model learns from: each dev example's metric score (the paper), or 'graded': "
@@ -416,6 +422,7 @@ n_demos = 5
 seed = 0
 # resample_repeats = 2          # a soft prompt that decodes to an instruction the run has: sample it again (0 = off)
 # resample_temperature = 0.7
+# resample_echoes = false       # also sample again an instruction that only restates the generator's prompt
 # surrogate = "score"           # "graded": the BO also learns from partly right answers (word overlap)
 # race = true                   # stop scoring a candidate once it cannot beat the run's best (saves calls)
 # race_wave = 5                 # dev examples per wave when racing

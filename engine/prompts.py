@@ -50,6 +50,7 @@ __all__ = [
     "ape_prompt",
     "build_prompt_text",
     "clean_instruction",
+    "is_echo",
     "demo_pairs",
     "sort_vocabulary",
     "split_at_soft_slot",
@@ -145,6 +146,45 @@ def _framing(demos: Sequence[Demo], style: str) -> tuple[str, str]:
             "wrote an output for every one of the inputs. Here are the input-output pairs:"
         )
     return head, pairs
+
+
+#: Words that say nothing about any task: what the framing sentence is made of, their other forms, and the filler
+#: a generator adds when it restates the framing ("... based on the given instruction", "... the following rules").
+_FRAME_FILLER = frozenset(
+    ["give", "gave", "given", "giving", "write", "wrote", "written", "writing", "read", "reading", "friend", "instruction", "input", "output", "pair", "every", "each", "one", "all", "five", "inputoutput", "based", "following", "follow", "provided", "provide", "specific", "corresponding", "rule", "example", "set", "list", "different"]
+)
+
+#: Small words that carry no content of their own; an instruction made only of these and framing words is an echo.
+_FUNCTION_WORDS = frozenset(
+    ["a", "an", "the", "i", "you", "your", "we", "they", "them", "their", "he", "she", "it", "its", "to", "of", "for", "in", "on", "at", "by", "with", "from", "and", "or", "but", "so", "as", "is", "are", "was", "were", "be", "been", "has", "have", "had", "this", "that", "these", "those", "there", "here", "which", "who", "what", "how", "then", "than", "into", "per"]
+)
+
+
+def _word_stem(word: str) -> str:
+    """Just enough stemming to match "inputs" to "input" (a plural s); the framing words need nothing more."""
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
+def _framing_words() -> frozenset[str]:
+    demo = type("Demo", (), {"input": "x", "answers": ("y",)})()
+    heads = [_framing([demo] * n, style)[0] for n in (1, 5) for style in PROMPT_STYLES] + [ANSWER_PREFIX]
+    words = {_word_stem(w) for head in heads for w in re.findall(r"[a-z]+", head.lower().replace("-", ""))}
+    return frozenset(words | _FRAME_FILLER) - _FUNCTION_WORDS
+
+
+def is_echo(instruction: str) -> bool:
+    """Whether ``instruction`` only restates the induction prompt (e.g. "Write an output for every one of the
+    inputs based on the given instruction."): every word it has is a framing word or a small function word.
+
+    Why: a generator that ignores its soft prompt tends to paraphrase the framing around the demos; such an
+    instruction names no task, so the black box answers it with a guess, and scoring it spends an evaluation on
+    nothing (a third of the soft-prompt candidates in the quality benchmark's first runs). Deliberately strict: one
+    word outside the framing ("... that is the opposite of the input") makes it a real instruction, however
+    generic, so a right instruction is never taken for an echo. An empty text is an echo.
+    """
+    words = [_word_stem(w) for w in re.findall(r"[a-z]+", instruction.lower().replace("-", ""))]
+    vocabulary = _ECHO_VOCABULARY
+    return all(w in vocabulary or w in _FUNCTION_WORDS for w in words)
 
 
 def build_prompt_text(demos: Sequence[Demo], style: str = "paper") -> str:
@@ -287,3 +327,7 @@ def sort_vocabulary(texts: Sequence[str], specials: Iterable[int | None] = ()) -
             stop.add(int(special))
             content.discard(int(special))
     return stop, content
+
+
+#: Computed once, from the framings themselves, so a change of wording changes what counts as an echo.
+_ECHO_VOCABULARY = _framing_words()

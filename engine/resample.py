@@ -14,20 +14,24 @@ from collections.abc import Callable, Iterable
 
 
 def replace_repeats(texts: list[str], taken: Iterable[str], retry: Callable[[list[int], int], list[str]],
-                    tries: int) -> tuple[list[str], int]:
+                    tries: int, reject: Callable[[str], bool] | None = None) -> tuple[list[str], int]:
     """``texts`` with repeats replaced by new texts from ``retry``, and how many repeats the greedy texts had.
 
-    A text is a repeat when it is in ``taken`` (what the run already has) or earlier in ``texts``. ``retry(rows,
-    attempt)`` decodes the soft prompts at positions ``rows`` again (attempt 0, 1, ...) and returns one text per
-    row; the first text nobody has yet replaces the repeat. After ``tries`` attempts a position that never found one
-    keeps its greedy text (a repeat, which the runner scores for free). Order is kept, so a batch's first occurrence
+    A text is a repeat when it is in ``taken`` (what the run already has) or earlier in ``texts``, or when
+    ``reject`` says so (the runner passes :func:`engine.prompts.is_echo` with ``resample_echoes``: a text that only
+    restates the generator's prompt is as useless as a repeat, and a second decoding of its z is a better use of an
+    evaluation). ``retry(rows, attempt)`` decodes the soft prompts at positions ``rows`` again (attempt 0, 1, ...)
+    and returns one text per row; the first text nobody has yet (and ``reject`` accepts) replaces the repeat. After
+    ``tries`` attempts a position that never found one keeps its greedy text (a repeat, which the runner scores
+    for free; an echo, which it scores as any new text). Order is kept, so a batch's first occurrence
     of a text is the greedy one.
     """
     seen = set(taken)
     out = list(texts)
     repeats: list[int] = []
+    bad = reject or (lambda _text: False)
     for i, text in enumerate(out):
-        if text in seen:
+        if text in seen or bad(text):
             repeats.append(i)
         else:
             seen.add(text)
@@ -40,7 +44,7 @@ def replace_repeats(texts: list[str], taken: Iterable[str], retry: Callable[[lis
             raise ValueError(f"retry returned {len(tried)} texts for {len(repeats)} soft prompts")
         still: list[int] = []
         for i, text in zip(repeats, tried, strict=True):
-            if text in seen:
+            if text in seen or bad(text):
                 still.append(i)
             else:
                 out[i] = text

@@ -457,12 +457,18 @@ class Engine:
                                     sample=(s.resample_temperature, seed))
 
         taken = [c["instruction"] for c in self.history.candidates(state.run_id)]
-        out, n_repeats = replace_repeats(texts, taken, retry, s.resample_repeats)
+        reject = None
+        if s.resample_echoes:
+            from engine.prompts import is_echo
+
+            reject = is_echo
+        out, n_repeats = replace_repeats(texts, taken, retry, s.resample_repeats, reject=reject)
         if n_repeats:
             found = sum(a != b for a, b in zip(out, texts, strict=True))
-            log.info("run %s: %d of %d soft prompts decoded to instructions the run has; sampling found %d new",
-                     state.run_id, n_repeats, len(texts), found)
-            emit(Status(state.run_id, f"{n_repeats} of {len(texts)} soft prompts wrote a known instruction; "
+            what = "a known instruction or an echo of the prompt" if reject else "a known instruction"
+            log.info("run %s: %d of %d soft prompts decoded to %s; sampling found %d new",
+                     state.run_id, n_repeats, len(texts), what, found)
+            emit(Status(state.run_id, f"{n_repeats} of {len(texts)} soft prompts wrote {what}; "
                                       f"sampling them again found {found} new"))
         return out
 

@@ -113,6 +113,9 @@ def complete_task(ctx: click.Context, param: click.Parameter, incomplete: str) -
 @click.option("--resample", "resample_repeats", type=click.IntRange(min=0, max=8),
               help="Sampled second tries for a soft prompt that writes an instruction the run has "
                    f"(0 = greedy only, as in the paper). Default {RUN_DEFAULTS.resample_repeats}.")
+@click.option("--resample-echoes/--keep-echoes", "resample_echoes", default=None,
+              help="Also sample again a soft prompt whose instruction only restates the generator's prompt "
+                   f"(default {'on' if RUN_DEFAULTS.resample_echoes else 'off'}).")
 @click.option("--race/--no-race", "race", default=None,
               help="Stop scoring a candidate once it cannot beat the run's best (saves calls; default on).")
 @click.option("--max-calls", "budget_calls", type=click.IntRange(min=1), help="Stop after this many paid calls.")

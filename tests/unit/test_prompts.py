@@ -24,6 +24,7 @@ from engine.prompts import (
     build_prompt_text,
     clean_instruction,
     demo_pairs,
+    is_echo,
     sort_vocabulary,
     split_at_soft_slot,
 )
@@ -217,3 +218,31 @@ def test_importing_prompts_loads_no_ml_stack() -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
     loaded = {m.split(".")[0] for m in json.loads(out.stdout)}
     assert not loaded & {"torch", "transformers", "numpy", "llama_cpp"}
+
+
+@pytest.mark.parametrize("text", [
+    "Write an output for every one of the inputs based on the given instruction.",
+    "Give a friend an instruction and five inputs.",
+    "Write an output for every one of the five input-output pairs provided.",
+    "Give the output for the input.",
+    "Read the instruction and write an output for every one of the inputs.",
+    "",
+])
+def test_an_instruction_that_only_restates_the_framing_is_an_echo(text: str) -> None:
+    assert is_echo(text)
+
+
+@pytest.mark.parametrize("text", [
+    "Write an output that is the opposite of the input.",  # one task word is enough
+    "Write the larger of the two animals.",
+    "Provide the capital of each country.",
+    "Write an output for every one of the given input sentences.",
+    "Give a friend an instruction about how to write a positive sentence based on given inputs.",
+])
+def test_one_word_about_the_task_makes_it_an_instruction(text: str) -> None:
+    assert not is_echo(text)
+
+
+def test_the_echo_vocabulary_follows_the_framing_wording() -> None:
+    # Words of both prompt styles count (the plain one's "person"), task words never do.
+    assert is_echo("A person followed one short instruction.") and not is_echo("A person translated it.")

@@ -88,3 +88,43 @@ def test_the_runner_scores_what_sampling_found_instead_of_stopping(fake: FakeEnd
     summary = _run(engine, settings.model_copy(update={"resample_repeats": 0}), events)
     assert greedy_only.sampled == []
     assert summary["evaluations"] == 1 and summary["stop_reason"] == "no_new_instructions"
+
+
+def test_a_rejected_text_is_retried_like_a_repeat_and_a_retry_is_rejected_too() -> None:
+    asked: list[list[int]] = []
+    tries = {0: ["echo two", "C"], 1: ["D"]}
+
+    def retry(rows: list[int], attempt: int) -> list[str]:
+        asked.append(list(rows))
+        return tries[attempt]
+
+    # "echo" is rejected although new; try 0 gives another rejected text for it and C for the repeat; try 1 finds D.
+    out, n = replace_repeats(["echo", "B", "B"], [], retry, tries=2, reject=lambda t: t.startswith("echo"))
+    assert (out, n) == (["D", "B", "C"], 2)
+    assert asked == [[0, 2], [0]]
+    # Without a rule the same texts are all kept but the repeat.
+    assert replace_repeats(["echo", "B"], [], retry, tries=0) == (["echo", "B"], 0)
+
+
+def test_with_resample_echoes_the_runner_decodes_an_echo_again(fake: FakeEndpoint, tmp_path: Path) -> None:
+    """An instruction that only restates the generator's prompt is decoded again by sampling, and the sampled text
+    is what the run scores; with the setting off (the default) the echo is scored like any new text."""
+    echo = "Write an output for every one of the inputs based on the given instruction."
+    settings = RunSettings(**SMALL, n_init=2, batch_size=2, budget_evaluations=2, seed=1, resample_repeats=2)
+    assert settings.resample_echoes is False
+    gen = FakeGenerator([echo, "Name the bigger one."], resamples=["Write an output for each input.",
+                                                                   "Pick the larger animal."])
+    engine = engine_with_fakes(fake, tmp_path, gen)
+    events: list[Event] = []
+    summary = _run(engine, settings.model_copy(update={"resample_echoes": True}), events)
+    stored = engine.history.candidates(summary["run_id"])
+    assert [(c["instruction"], c["decoding"]) for c in stored] == [
+        ("Pick the larger animal.", "sampled"), ("Name the bigger one.", "greedy")]
+    assert fake.asking(echo) == 0 and fake.asking("Write an output for each input.") == 0
+    assert any(isinstance(e, Status) and "echo of the prompt" in e.message for e in events)
+
+    kept = FakeGenerator([echo, "Name the bigger one."], resamples=["Pick the larger animal."])
+    engine = engine_with_fakes(fake, tmp_path / "off", kept)
+    summary = _run(engine, settings, [])
+    assert [c["instruction"] for c in engine.history.candidates(summary["run_id"])] == [echo, "Name the bigger one."]
+    assert kept.sampled == [] and fake.asking(echo) > 0
