@@ -118,6 +118,8 @@ def main() -> None:
     ap.add_argument("--resample", type=float, nargs="*", default=[], metavar="T",
                     help="also count distinct texts after the runner's second tries at these temperatures")
     ap.add_argument("--resample-repeats", type=int, default=2, help="tries per repeat (the runner's default)")
+    ap.add_argument("--sensitivity", type=float, default=None, metavar="T",
+                    help="also measure how much a sampled instruction depends on z and how much on the seed, at T")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -171,6 +173,8 @@ def main() -> None:
             for text in [x for x in dict.fromkeys(fresh) if x not in counts][: args.examples]:
                 print(f"{'':<55}  new: {text}")
     print()
+    if args.sensitivity is not None:
+        sensitivity(gen, all_demos, A, Z, n_tokens, args.sensitivity, args.seed)
 
     if args.speed_n <= 0:
         return
@@ -190,6 +194,43 @@ def main() -> None:
     print(f"{'batched (bs ' + str(args.batch_size) + ')':<22} {batched_s:>8.1f} {len(Zs) / batched_s:>8.2f}")
     print(f"{'one at a time':<22} {single_s:>8.1f} {len(Zs) / single_s:>8.2f}")
     print(f"ratio batched/one-at-a-time: {single_s / batched_s:.2f}x; identical outputs {same}/{len(Zs)}")
+
+
+def _words(text: str) -> set[str]:
+    return set(text.lower().replace(".", " ").replace(",", " ").split())
+
+
+def _similarity(a: list[str], b: list[str]) -> tuple[float, float]:
+    """(share of rows with the same text, mean word Jaccard of the rows) of two equally long lists of texts."""
+    same = sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
+    jac = sum(len(_words(x) & _words(y)) / max(1, len(_words(x) | _words(y))) for x, y in zip(a, b, strict=True))
+    return same, jac / len(a)
+
+
+def sensitivity(gen: object, all_demos: dict[str, list[Demo]], A: object, Z: torch.Tensor, n_tokens: int,
+                temperature: float, seed: int) -> None:
+    """Does a *sampled* instruction depend on its soft prompt, or only on the sampling seed?
+
+    Why: the runner decodes most soft prompts by sampling (second tries for repeats and echoes), and BO can only
+    help if what is written depends on z. Each task's z are decoded at ``temperature`` twice with seed s1 and once
+    with s2, and a second set of z (Z') once with s1; row i of each batch draws from the same random stream, so:
+    (same z, same seed) is the noise floor of decoding itself, (same z, other seed) is what the seed changes,
+    (other z, same seed) is what z changes, and (other z, other seed) is two unrelated draws. If z mattered, (other z,
+    same seed) would sit near the unrelated pair; if only the seed mattered, near (same z, same seed)."""
+    Z2 = torch.rand(*Z.shape, generator=torch.Generator().manual_seed(seed + 99)) * 2 - 1
+    s1, s2 = seed * 16 + 1, seed * 16 + 2
+    print(f"sampled at T={temperature:g}: share of rows with identical text / mean word Jaccard, {len(Z)} z per task")
+    print(f"{'task':<15} {'same z, same seed':>18} {'same z, other seed':>19} {'other z, same seed':>19} "
+          f"{'other z, other seed':>20}")
+    for task, demos in all_demos.items():
+        a = gen.instructions(Z, demos, A, n_tokens, sample=(temperature, s1))  # type: ignore[attr-defined]
+        a2 = gen.instructions(Z, demos, A, n_tokens, sample=(temperature, s1))  # type: ignore[attr-defined]
+        b = gen.instructions(Z, demos, A, n_tokens, sample=(temperature, s2))  # type: ignore[attr-defined]
+        c = gen.instructions(Z2, demos, A, n_tokens, sample=(temperature, s1))  # type: ignore[attr-defined]
+        d = gen.instructions(Z2, demos, A, n_tokens, sample=(temperature, s2))  # type: ignore[attr-defined]
+        cells = [_similarity(a, a2), _similarity(a, b), _similarity(a, c), _similarity(a, d)]
+        print(f"{task:<15}" + "".join(f"{f'{x:.2f} / {j:.2f}':>20}" for x, j in cells))
+    print()
 
 
 if __name__ == "__main__":
