@@ -50,8 +50,8 @@ __all__ = [
     "ape_prompt",
     "build_prompt_text",
     "clean_instruction",
-    "is_echo",
     "demo_pairs",
+    "is_echo",
     "sort_vocabulary",
     "split_at_soft_slot",
 ]
@@ -150,14 +150,17 @@ def _framing(demos: Sequence[Demo], style: str) -> tuple[str, str]:
 
 #: Words that say nothing about any task: what the framing sentence is made of, their other forms, and the filler
 #: a generator adds when it restates the framing ("... based on the given instruction", "... the following rules").
-_FRAME_FILLER = frozenset(
-    ["give", "gave", "given", "giving", "write", "wrote", "written", "writing", "read", "reading", "friend", "instruction", "input", "output", "pair", "every", "each", "one", "all", "five", "inputoutput", "based", "following", "follow", "provided", "provide", "specific", "corresponding", "rule", "example", "set", "list", "different"]
-)
+_FRAME_FILLER = frozenset(re.findall(r"[a-z]+", """
+    give gave given giving write wrote written writing read reading friend instruction input output pair every each
+    one all five inputoutput based following follow provided provide specific corresponding rule example set list
+    different
+"""))
 
 #: Small words that carry no content of their own; an instruction made only of these and framing words is an echo.
-_FUNCTION_WORDS = frozenset(
-    ["a", "an", "the", "i", "you", "your", "we", "they", "them", "their", "he", "she", "it", "its", "to", "of", "for", "in", "on", "at", "by", "with", "from", "and", "or", "but", "so", "as", "is", "are", "was", "were", "be", "been", "has", "have", "had", "this", "that", "these", "those", "there", "here", "which", "who", "what", "how", "then", "than", "into", "per"]
-)
+_FUNCTION_WORDS = frozenset(re.findall(r"[a-z]+", """
+    a an the i you your we they them their he she it its to of for in on at by with from and or but so as is are
+    was were be been has have had this that these those there here which who what how then than into per
+"""))
 
 
 def _word_stem(word: str) -> str:
@@ -178,13 +181,12 @@ def is_echo(instruction: str) -> bool:
 
     Why: a generator that ignores its soft prompt tends to paraphrase the framing around the demos; such an
     instruction names no task, so the black box answers it with a guess, and scoring it spends an evaluation on
-    nothing (a third of the soft-prompt candidates in the quality benchmark's first runs). Deliberately strict: one
+    nothing (29% of the soft-prompt candidates in the quality benchmark's runs). Deliberately strict: one
     word outside the framing ("... that is the opposite of the input") makes it a real instruction, however
     generic, so a right instruction is never taken for an echo. An empty text is an echo.
     """
     words = [_word_stem(w) for w in re.findall(r"[a-z]+", instruction.lower().replace("-", ""))]
-    vocabulary = _ECHO_VOCABULARY
-    return all(w in vocabulary or w in _FUNCTION_WORDS for w in words)
+    return all(w in _ECHO_VOCABULARY or w in _FUNCTION_WORDS for w in words)
 
 
 def build_prompt_text(demos: Sequence[Demo], style: str = "paper") -> str:
