@@ -132,8 +132,13 @@ async def test_engine_killed_mid_run_the_screen_says_so_and_resumes(
         assert all(c["status"] == "scored" for c in cands)
         # One point per scored candidate on the plot: the resumed run's events arrive once each.
         assert len(run._xs) == len(cands)
-        shown = _screen_text(app)
-        assert "Finished" in shown and "Traceback" not in shown
+        # The state flips before the result box is laid out and painted (seen on a loaded machine): wait for it.
+        def painted() -> str | None:
+            text = _screen_text(app)
+            return text if "Finished" in text else None
+
+        shown = str(await _wait(pilot, painted, 30, "the finished run's result to be painted"))
+        assert "Traceback" not in shown
         await pilot.press("escape")
         await pilot.press("q")
     check_integrity(db)
