@@ -318,14 +318,14 @@ def render(summary: dict[str, Any], methods: list[str], tasks: list[str], title:
         lines.append(f"{'share of manual':<26}" + "".join(
             (f"{summary['share_of_manual'][m]:.0%}" if m in summary["share_of_manual"] else "-").rjust(width)
             for m in methods))
+    ref = summary.get("reference", "instructzero")[:12]  # results written before --reference have none
     if summary["wins_ties_losses"]:
-        ref = summary.get("reference", "instructzero")
-        lines.append(f"{ref[:12] + ' W/T/L vs':<26}" + "".join(
+        lines.append(f"{ref + ' W/T/L vs':<26}" + "".join(
             ("/".join(map(str, summary["wins_ties_losses"][m])) if m in summary["wins_ties_losses"] else "")
             .rjust(width) for m in methods))
     cis = summary.get("iz_minus_ci95") or {}
     if any(cis.values()):
-        lines.append(f"{summary.get('reference', 'instructzero')[:12] + ' minus method':<26}" + "".join(
+        lines.append(f"{ref + ' minus method':<26}" + "".join(
             (f"{cis[m][0]:+.3f}" if cis.get(m) else "").rjust(width) for m in methods))
         lines.append(f"{'  95% CI over tasks':<26}" + "".join(
             (f"{cis[m][1]:+.2f}..{cis[m][2]:+.2f}" if cis.get(m) else "").rjust(width) for m in methods))

@@ -163,16 +163,17 @@ _FUNCTION_WORDS = frozenset(re.findall(r"[a-z]+", """
 """))
 
 
-def _word_stem(word: str) -> str:
-    """Just enough stemming to match "inputs" to "input" (a plural s); the framing words need nothing more."""
-    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+def _stems(text: str) -> list[str]:
+    """The words of ``text``, lower-cased, hyphens joined ("input-output" -> "inputoutput") and a plural s cut
+    ("inputs" -> "input"): just enough to match an instruction's words to the framing's."""
+    words = re.findall(r"[a-z]+", text.lower().replace("-", ""))
+    return [w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in words]
 
 
 def _framing_words() -> frozenset[str]:
     demo = type("Demo", (), {"input": "x", "answers": ("y",)})()
     heads = [_framing([demo] * n, style)[0] for n in (1, 5) for style in PROMPT_STYLES] + [ANSWER_PREFIX]
-    words = {_word_stem(w) for head in heads for w in re.findall(r"[a-z]+", head.lower().replace("-", ""))}
-    return frozenset(words | _FRAME_FILLER) - _FUNCTION_WORDS
+    return frozenset({w for head in heads for w in _stems(head)} | _FRAME_FILLER) - _FUNCTION_WORDS
 
 
 def is_echo(instruction: str) -> bool:
@@ -185,8 +186,7 @@ def is_echo(instruction: str) -> bool:
     word outside the framing ("... that is the opposite of the input") makes it a real instruction, however
     generic, so a right instruction is never taken for an echo. An empty text is an echo.
     """
-    words = [_word_stem(w) for w in re.findall(r"[a-z]+", instruction.lower().replace("-", ""))]
-    return all(w in _ECHO_VOCABULARY or w in _FUNCTION_WORDS for w in words)
+    return all(w in _ECHO_VOCABULARY or w in _FUNCTION_WORDS for w in _stems(instruction))
 
 
 def build_prompt_text(demos: Sequence[Demo], style: str = "paper") -> str:

@@ -457,11 +457,9 @@ class Engine:
                                     sample=(s.resample_temperature, seed))
 
         taken = [c["instruction"] for c in self.history.candidates(state.run_id)]
-        reject = None
-        if s.resample_echoes:
-            from engine.prompts import is_echo
+        from engine.prompts import is_echo
 
-            reject = is_echo
+        reject = is_echo if s.resample_echoes else None
         out, n_repeats = replace_repeats(texts, taken, retry, s.resample_repeats, reject=reject)
         if n_repeats:
             found = sum(a != b for a, b in zip(out, texts, strict=True))
