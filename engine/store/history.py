@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 import shutil
 import sqlite3
 import threading
@@ -503,12 +504,75 @@ class History:
             args.append(max_score)
         if starred:
             where.append("coalesce(m.star, 0) = 1")
-        build = _group_sql if group else _search_sql
-        sql, args = build(" and ".join(where), args, joins, rank, order, int(limit))
         try:
+            if group and rank == "null":
+                return [self._cand_row(r) for r in self._grouped_page(" and ".join(where), args, order, int(limit))]
+            build = _group_sql if group else _search_sql
+            sql, args = build(" and ".join(where), args, joins, rank, order, int(limit))
             return [self._cand_row(r) for r in self._query(sql, args)]
         except sqlite3.OperationalError as exc:
             raise StoreError(f"bad search {query!r}: {exc}", "use plain words; quote a phrase with \"\"") from None
+
+    def _grouped_page(self, where: str, args: list[Any], order: str, limit: int) -> list[dict[str, Any]]:
+        """A grouped page without a query, found by walking the candidates in the page's order and stopping at
+        ``limit`` distinct texts, instead of grouping every matching candidate first (``_group_sql``).
+
+        Why it is exact: walked by dev score (desc), then id, the first candidate of each text is its group's best
+        member, and those first candidates come in the groups' order; walked by id (desc), they come in the order of
+        each group's newest member. A rerank (or manual-rank) sort first takes the groups that have such a score
+        (or rank) — few: they are found and sorted by their keys — then the others by the dev-score walk. Only the
+        page's texts are then counted and scored. On 100,000 candidates the default page reads about 600 rows where
+        grouping read all of them (bench/history_scale.py: 290 -> 30 ms). A filter that few candidates pass (starred)
+        walks further; it stays under 100 ms there.
+        """
+        frm = _group_from(where, order)
+        first: list[str] = []
+        if order in ("rerank", "rank"):
+            has = ("c.id in (select candidate_id from scores where kind in ('test', 'rerank'))" if order == "rerank"
+                   else "m.manual_rank is not null")
+            texts = [r["instruction"] for r in self._query(
+                f"select distinct c.instruction {frm} where {where} and {has}", args)]
+            key = "best_key" if order == "rerank" else "best_rank"
+            sign = -1 if order == "rerank" else 1
+            keyed = [g for g in self._group_stats(frm, where, args, texts, order).values() if g[key] is not None]
+            first = [g["instruction"] for g in sorted(keyed, key=lambda g: (sign * g[key], -g["best_dev"], g["id"]))]
+            first = first[:limit]
+        seen = set(first)
+        try:
+            for (text,) in self.db.execute(_walk_sql(frm, where, order), args) if len(first) < limit else ():
+                if text not in seen:
+                    seen.add(text)
+                    first.append(text)
+                    if len(first) == limit:
+                        break
+        except sqlite3.DatabaseError as exc:
+            raise self._error(exc, "read") or exc from None
+        groups = self._group_stats(frm, where, args, first, order)
+        if not first:
+            return []
+        rows = {r["id"]: r for r in self._query(
+            "select c.*, r.task, r.method, m.star, m.note, m.manual_rank from candidates c "
+            "join runs r on r.id = c.run_id left join marks m on m.candidate_id = c.id "
+            "where c.id in (select value from json_each(?))", [json.dumps([g["id"] for g in groups.values()])])}
+        page = []
+        for text in first:
+            g = groups[text]
+            page.append({**rows[g["id"]], "relevance": None, "test_score": g["best_test"],
+                         "rerank_score": g["best_rerank"], "group_count": g["n"]})
+        return page
+
+    def _group_stats(self, frm: str, where: str, args: list[Any], texts: list[str],
+                     order: str) -> dict[str, dict[str, Any]]:
+        """Each text's group among the matching candidates: its best member (``id``), size, best dev score,
+        best latest test and rerank scores, the key a rerank sort uses and the best manual rank."""
+        if not texts:
+            return {}
+        sql = _group_stats_sql(frm, where, order)
+        groups = {}
+        for r in self._query(sql, [*args, json.dumps(texts)]):
+            key = r["best_rerank"] if r["best_rerank"] is not None else r["best_test"]
+            groups[r["instruction"]] = {**r, "best_key": key}
+        return groups
 
     # -- marks (the only thing front ends write) ----------------------------------------------------------
     def set_mark(
@@ -669,44 +733,90 @@ def _search_sql(where: str, args: list[Any], joins: str, rank: str, order: str,
     return sql, args
 
 
-def _group_sql(where: str, args: list[Any], joins: str, rank: str, order: str,
-               limit: int) -> tuple[str, list[Any]]:
-    """The search's SQL with identical instructions grouped (``History.search(group=True)``).
+#: A group's best member (highest dev score, then lowest id: the original of in-run repeats), found in the same pass
+#: as the GROUP BY: (dev score to 1e-6, then 2**32 - 1 - id) packed in one integer, whose max() is the best; its low
+#: 32 bits give the id back.
+_BEST_MEMBER = (f"{0xFFFFFFFF} - (max((cast(round(c.dev_score * 1e6) as integer) << 32) + {0xFFFFFFFF} - c.id) "
+                f"& {0xFFFFFFFF})")
 
-    One GROUP BY over the matching rows gives each text its count, its best scores and its best member (highest
-    dev score, then the lowest id: the original of in-run repeats); the page is the best members, sorted by
-    their group's keys, and only they are read in full. It costs a sort of the matching rows by text (0.4 s for
-    80,000 unfiltered rows on two busy cores, a few ms for one run's), against a few ms for a plain page: grouping
-    is asked for, not the default. A latest test or rerank score is looked up only for the candidates with one.
-    """
+
+def _group_from(where: str, order: str) -> str:
+    """The FROM of a grouped query: runs and marks joined only when a filter or the order reads them (every
+    candidate has its run: a foreign key), so that grouping can read idx_candidates_group alone."""
+    needs_runs = re.search(r"\br\.", where) is not None
+    needs_marks = order == "rank" or re.search(r"\bm\.", where) is not None
+    return ("from candidates c" + (" join runs r on r.id = c.run_id" if needs_runs else "")
+            + (" left join marks m on m.candidate_id = c.id" if needs_marks else ""))
+
+
+def _walk_sql(frm: str, where: str, order: str) -> str:
+    """The texts of the matching candidates in the order of a grouped page's walk (``History._grouped_page``):
+    by id (newest first) or by dev score (desc), then id — both an index's order, so no sort."""
+    walk = "c.id desc" if order == "newest" else "c.dev_score desc, c.id"
+    return f"select c.instruction {frm} where {where} order by {walk}"
+
+
+def _group_stats_sql(frm: str, where: str, order: str) -> str:
+    """The groups of the texts in a JSON list (the last parameter), among the matching candidates: one seek
+    each in idx_candidates_group (m009)."""
     test, rerank = _LATEST.format("test"), _LATEST.format("rerank")
     has = "c.id in (select candidate_id from scores where kind = '{}')"
-    # ``limit -1`` keeps SQLite from merging this into the GROUP BY, where bm25() cannot be called.
-    # Only the columns the groups need are carried through the sort (the manual rank only to sort by it).
     manual = "m.manual_rank" if order == "rank" else "null"
-    hits = (f"select c.id, c.instruction, c.dev_score, {rank} as rel, {manual} as manual_rank, "
-            f"case when {has.format('test')} then {test} end as t, "
-            f"case when {has.format('rerank')} then {rerank} end as rr {_FROM}{joins} where {where} limit -1")
-    # The best member, found in the same pass: (dev score to 1e-6, then 2**32 - 1 - id) packed in one integer,
-    # whose max() is the best; its low 32 bits give the id back.
-    mask = 0xFFFFFFFF
-    best = f"{mask} - (max((cast(round(dev_score * 1e6) as integer) << 32) + {mask} - id) & {mask})"
-    groups = (f"select {best} as id, count(*) as n, max(dev_score) as best_dev, max(t) as best_test, "
-              f"max(rr) as best_rerank, min(rel) as rel, max(id) as newest, min(manual_rank) as best_rank "
-              f"from ({hits}) group by instruction")
+    return (f"select c.instruction, {_BEST_MEMBER} as id, count(*) as n, max(c.dev_score) as best_dev, "
+            f"max(case when {has.format('test')} then {test} end) as best_test, "
+            f"max(case when {has.format('rerank')} then {rerank} end) as best_rerank, "
+            f"min({manual}) as best_rank {frm} where {where} "
+            f"and c.instruction in (select value from json_each(?)) group by c.instruction")
+
+
+def _group_sql(where: str, args: list[Any], joins: str, rank: str, order: str,
+               limit: int) -> tuple[str, list[Any]]:
+    """The SQL of a grouped search *with a query* (``History.search(group=True)``; without one,
+    ``History._grouped_page`` walks the candidates instead).
+
+    The matches (few, as a rule) are read with their bm25 rank, then one GROUP BY gives each text its count, its
+    best dev score and its best member; the page is the best members, sorted by their group's keys, and only they
+    are read in full. The groups' best test and rerank scores come from a second GROUP BY over the few matches
+    that have one, joined to the page's rows only — but for a rerank sort, which takes the groups with such a
+    score first (sorted by it), then the others by dev score: the order of sorting every group by
+    ``coalesce(key, -1)``.
+    """
+    test, rerank = _LATEST.format("test"), _LATEST.format("rerank")
+    frm = _group_from(where, order) + joins
+    manual = "m.manual_rank" if order == "rank" else "null"
+    # bm25() cannot be called inside a GROUP BY: ``limit -1`` keeps SQLite from merging the matches into it.
+    hits = (f"select c.id, c.instruction, c.dev_score, {rank} as rel, {manual} as manual_rank "
+            f"{frm} where {where} limit -1")
+    grouped = (f"select c.instruction, {_BEST_MEMBER} as id, count(*) as n, max(c.dev_score) as best_dev, "
+               f"max(c.id) as newest, min(c.rel) as rel, min(c.manual_rank) as best_rank from ({hits}) c "
+               f"group by c.instruction")
+    has = "c.id in (select candidate_id from scores where kind {})"
+    has_test, has_rerank, has_any = has.format("= 'test'"), has.format("= 'rerank'"), has.format("in ('test', 'rerank')")
+    scored = (f"select c.instruction, max(case when {has_test} then {test} end) as best_test, "
+              f"max(case when {has_rerank} then {rerank} end) as best_rerank "
+              f"{frm} where {where} and {has_any} group by c.instruction")
     by_dev = "g.best_dev desc, g.id"
     sort = {
         "score": by_dev,
         "newest": "g.newest desc",
         "rerank": f"coalesce(g.best_rerank, g.best_test) is null, coalesce(g.best_rerank, g.best_test) desc, {by_dev}",
         "rank": f"g.best_rank is null, g.best_rank, {by_dev}",
-    }.get(order, f"g.rel, {by_dev}" if rank != "null" else by_dev)
-    sql = (f"with page as (select * from ({groups}) g order by {sort} limit {limit}) "
+    }.get(order, f"g.rel, {by_dev}")
+    if order == "rerank":
+        scored_first = f"coalesce(s.best_rerank, s.best_test) is null, coalesce(s.best_rerank, s.best_test) desc, {by_dev}"
+        page = (f"select * from (select g.*, s.best_test, s.best_rerank from scored s join grouped g "
+                f"on g.instruction = s.instruction order by {scored_first} limit {limit}) union all "
+                f"select * from (select g.*, null, null from grouped g "
+                f"where g.instruction not in (select instruction from scored) order by {by_dev} limit {limit})")
+    else:
+        page = (f"select g.*, s.best_test, s.best_rerank from (select * from grouped g order by {sort} "
+                f"limit {limit}) g left join scored s on s.instruction = g.instruction")
+    sql = (f"with grouped as ({grouped}), scored as ({scored}), page as ({page}) "
            f"select c.*, r.task, r.method, m.star, m.note, m.manual_rank, g.rel as relevance, "
            f"g.best_test as test_score, g.best_rerank as rerank_score, g.n as group_count "
            f"from page g join candidates c on c.id = g.id join runs r on r.id = c.run_id "
            f"left join marks m on m.candidate_id = c.id order by {sort} limit {limit}")
-    return sql, args
+    return sql, args + args
 
 
 def fts_query(text: str) -> str:

@@ -231,3 +231,12 @@ def m008_candidate_stopped_early(db: Database) -> None:
     # 1 when racing stopped scoring the candidate before its last dev example (it could no longer beat the run's
     # best): its dev_score is the mean of the examples it answered, and scores_json holds only those.
     db["candidates"].add_column("stopped_early", int)
+
+
+@migrations()
+def m009_group_index(db: Database) -> None:
+    # The history's grouped view (`g`: each instruction once) groups the scored originals by their text. This
+    # index holds exactly those rows, in text order, with what the groups need, so the GROUP BY walks it instead
+    # of reading every candidate and sorting by text (100,000 candidates: 290 -> ~80 ms, bench/history_scale.py).
+    db.execute("create index if not exists idx_candidates_group on candidates(instruction, dev_score, run_id) "
+               "where status = 'scored' and duplicate_of is null")

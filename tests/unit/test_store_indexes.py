@@ -28,17 +28,20 @@ def _indexes(h: History, table: str) -> set[str]:
     return {r[1] for r in h.db.execute(f"pragma index_list([{table}])").fetchall()}
 
 
-def _fill(h: History, n_runs: int = 4, per_run: int = 25, seed: int = 0) -> list[int]:
-    """Runs with repeats (duplicate_of), test and rerank scores on some candidates, stars and manual ranks."""
+def _fill(h: History, n_runs: int = 4, per_run: int = 25, seed: int = 0, pool: int = 0) -> list[int]:
+    """Runs with repeats (duplicate_of), test and rerank scores on some candidates, stars and manual ranks.
+
+    ``pool``: draw the texts from that many sentences, so that runs share instructions (for the grouped view)."""
     rng = random.Random(seed)
+    sentences = [" ".join(rng.choice(WORDS) for _ in range(6)).capitalize() + "." for _ in range(pool)]
     ids: list[int] = []
     for r in range(n_runs):
         run = h.create_run("larger_animal" if r % 2 else "antonyms", "instructzero" if r % 3 else "random",
                            {"seed": r}, ENDPOINT)
         seen: dict[str, int] = {}
         for pos in range(per_run):
-            text = (rng.choice(list(seen)) if seen and rng.random() < 0.2 else
-                    " ".join(rng.choice(WORDS) for _ in range(6)).capitalize() + ".")
+            text = (rng.choice(list(seen)) if seen and rng.random() < 0.2 else rng.choice(sentences) if sentences
+                    else " ".join(rng.choice(WORDS) for _ in range(6)).capitalize() + ".")
             cid = h.add_candidate(run, pos // 5, pos, [rng.random(), rng.random()], text)
             dup = seen.get(text)
             dev = round(rng.choice([0.0, 0.25, 0.5, 0.75, 1.0]), 2)  # ties on purpose: the id breaks them
@@ -204,3 +207,89 @@ def test_the_plain_sql_writes_keep_the_store_api(tmp_path: Path) -> None:
     h.cache_put({**row, "response": "b"})
     assert h.cache_get("k")["response"] == "b" and h.cache_get("k")["params"] == {"t": 0}
     assert h.db.execute("select count(*) from cache").fetchone()[0] == 1
+
+
+@pytest.fixture(scope="module")
+def shared_texts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
+    """Six runs drawing from 30 sentences: most instructions appear in several runs, with different scores."""
+    h = open_history(tmp_path_factory.mktemp("groups") / "h.db")
+    _fill(h, n_runs=6, per_run=25, seed=1, pool=30)
+    yield h
+    h.close()
+
+
+def _plain_groups(h: History, query: str | None = None, *, order: str = "relevance", limit: int = 500,
+                  **filters: Any) -> list[tuple[Any, ...]]:
+    """The definition of a grouped page, in Python: every matching row read, grouped by text and sorted by the
+    group's keys (best member: highest dev score, then lowest id; best test / rerank: the highest latest one)."""
+    rows = _plain_search(h, query, order="newest", limit=10**9, **filters)
+    info = {r[0]: r for r in h.db.execute(
+        "select c.id, c.instruction, c.dev_score, m.manual_rank from candidates c "
+        "left join marks m on m.candidate_id = c.id").fetchall()}
+    groups: dict[str, dict[str, Any]] = {}
+    for cid, rel, test, rerank in rows:
+        _, text, dev, rank = info[cid]
+        g = groups.setdefault(text, {"members": [], "rel": [], "test": [], "rerank": [], "rank": []})
+        g["members"].append((dev, cid))
+        for key, value in (("rel", rel), ("test", test), ("rerank", rerank), ("rank", rank)):
+            if value is not None:
+                g[key].append(value)
+    out = []
+    for g in groups.values():
+        best_dev = max(dev for dev, _ in g["members"])
+        best_id = min(cid for dev, cid in g["members"] if dev == best_dev)
+        test, rerank = max(g["test"], default=None), max(g["rerank"], default=None)
+        out.append({"id": best_id, "dev": best_dev, "n": len(g["members"]), "newest": max(c for _, c in g["members"]),
+                    "rel": min(g["rel"], default=None), "test": test, "rerank": rerank,
+                    "key": rerank if rerank is not None else test, "rank": min(g["rank"], default=None)})
+    by_dev = lambda g: (-g["dev"], g["id"])  # noqa: E731
+    keys = {
+        "score": by_dev,
+        "newest": lambda g: -g["newest"],
+        "rerank": lambda g: (g["key"] is None, -(g["key"] or 0), *by_dev(g)),
+        "rank": lambda g: (g["rank"] is None, g["rank"] or 0, *by_dev(g)),
+    }
+    key = keys.get(order, (lambda g: (g["rel"], *by_dev(g))) if query else by_dev)
+    return [(g["id"], g["rel"], g["test"], g["rerank"], g["n"]) for g in sorted(out, key=key)[:limit]]
+
+
+@pytest.mark.parametrize("order", ["relevance", "score", "rerank", "newest", "rank"])
+@pytest.mark.parametrize("filters", [
+    {}, {"query": "animal"}, {"query": "larger word", "task": "larger_animal"}, {"task": "antonyms"},
+    {"method": "random", "min_score": 0.5}, {"starred": True}, {"duplicates": True}, {"query": "first", "starred": True},
+])
+def test_grouped_search_returns_what_grouping_every_row_returns(shared_texts: History, order: str,
+                                                               filters: dict[str, Any]) -> None:
+    """The grouped page (index walk, scores joined to the page only, a rerank sort in two parts) is the plain
+    definition of grouping, for every filter, order and page size."""
+    h = shared_texts
+    counts = [r["group_count"] for r in h.search(group=True, **filters)]
+    assert max(counts) > 1 or filters.get("starred"), counts  # the groups are real ones
+    for limit in (3, 17, 500):
+        got = [(r["id"], r["relevance"], r["test_score"], r["rerank_score"], r["group_count"])
+               for r in h.search(**filters, order=order, limit=limit, group=True)]
+        assert got == _plain_groups(h, **filters, order=order, limit=limit), (filters, order, limit)
+
+
+def test_the_grouped_page_walks_an_index_and_seeks_the_groups(tmp_path: Path) -> None:
+    """Without a query a grouped page reads candidates in an index's order (no sort) until it has its texts,
+    then seeks each text's group in idx_candidates_group (m009) without reading runs."""
+    from engine.store.history import _group_from, _group_stats_sql, _walk_sql
+
+    h = open_history(tmp_path / "h.db")
+    _fill(h, n_runs=1, per_run=5)
+    assert "idx_candidates_group" in _indexes(h, "candidates")
+    where = "c.status = 'scored' and c.duplicate_of is null"
+
+    def plan(sql: str, args: list[Any]) -> str:
+        return " | ".join(r[3] for r in h.db.execute("explain query plan " + sql, args).fetchall())
+
+    frm = _group_from(where, "score")
+    assert "runs" not in frm and "marks" not in frm
+    for order, index in (("score", "idx_candidates_dev_score"), ("newest", "SCAN c")):  # newest: rowid order
+        walk = plan(_walk_sql(frm, where, order), [])
+        assert index in walk and "TEMP B-TREE" not in walk, walk
+    stats = plan(_group_stats_sql(frm, where, "score"), ['["Name it."]'])
+    assert "idx_candidates_group (instruction=?)" in stats, stats
+    assert "runs" in _group_from(where + " and r.task = ?", "score")
+    assert "marks" in _group_from(where, "rank")
