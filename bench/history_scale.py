@@ -2,6 +2,7 @@
 
     python bench/history_scale.py [--runs 1000] [--per-run 100] [--outputs 10] [--repeats 7]
                                   [--cache-dir DIR] [--refill] [--skip-store] [--skip-tui] [--skip-start]
+                                  [--grouped-before REF]
 
 The store is filled through its own API (``History.create_run / add_candidate / record_score / add_score /
 set_mark``, one transaction a run) with realistic rows: 100 candidates a run in batches of 25, about one in five a
@@ -15,7 +16,8 @@ Then, each the median of ``--repeats`` runs (after one warm-up):
 
 - store: full-text search (a common phrase and a rare word, bm25), the first page the history screen asks for
   (no filter, best dev score first), a filtered and sorted page (task + method + minimum score), the page sorted
-  by rerank/test score, the page grouped by instruction (the history's ``g`` view), a run's detail (``iz show``: the run and its candidates), a candidate's detail (its scores
+  by rerank/test score, the page grouped by instruction (the history's ``g`` view; also sorted by rerank score,
+  starred only and with a search), a run's detail (``iz show``: the run and its candidates), a candidate's detail (its scores
   and outputs) and the rerank bookkeeping (the run's top 3 by dev score, one per instruction; the three
   candidate/run reads and score writes a rerank makes; the history re-sorted by rerank score);
 - TUI (Textual Pilot on the real store, headless 120x40): a screen with no data (help, key ``?``) as the baseline
@@ -25,6 +27,9 @@ Then, each the median of ``--repeats`` runs (after one warm-up):
   paper-size run (150 evaluations) streams its events into the run screen;
 - start-up: ``iz`` cold start to the first screen drawn and ``iz --help``, each against ``python -c pass`` timed
   alternately in the same run.
+
+``--grouped-before REF`` adds a table of the grouped pages (every order, filters, a search) against the grouped SQL
+of ``engine/store/history.py`` at a git ref, alternately on the same store, the same rows asserted.
 
 Targets: every store and TUI figure under 100 ms median; the table prints the ratio to that target, and the file
 size per candidate. Machines here are noisy: compare figures inside one table.
@@ -198,6 +203,9 @@ def store_rows(db: Path, repeats: int) -> list[tuple[str, float, str]]:
     add("page sorted by rerank/test score", lambda: h.search(order="rerank"))
     if "group" in inspect.signature(h.search).parameters:  # the history's "group" view (key g), when there
         add("page grouped by instruction (g, by dev score)", lambda: h.search(order="score", group=True))
+        add("grouped, sorted by rerank/test score", lambda: h.search(order="rerank", group=True))
+        add("grouped, starred only (a sparse filter)", lambda: h.search(order="score", group=True, starred=True))
+        add("grouped, search 'larger animal'", lambda: h.search("larger animal", group=True))
     add("run detail (iz show: run + candidates)", lambda: export_data(h, run_id=mid),
         lambda r: f"{len(r['candidates'])} candidates")
     cid = h.run(mid)["best_candidate_id"]
@@ -528,6 +536,58 @@ def startup_rows(home: Path, repeats: int) -> list[tuple[str, float, str]]:
     ]
 
 
+def grouped_before_after(db: Path, ref: str, repeats: int) -> None:
+    """The grouped pages of ``History.search(group=True)`` against the grouped SQL of ``ref``, alternately.
+
+    The old SQL runs on the same (migrated) store through its module-level ``_group_sql``; both must return the
+    same candidates in the same order, or the comparison stops."""
+    import importlib.util
+
+    from engine.store import open_history
+    from engine.store.history import fts_query
+
+    text = subprocess.run(["git", "show", f"{ref}:engine/store/history.py"], cwd=ROOT, check=True,
+                          capture_output=True, text=True).stdout
+    folder = Path(tempfile.mkdtemp(prefix="iz-grouped-before-"))
+    (folder / "old_history.py").write_text(text)
+    spec = importlib.util.spec_from_file_location("old_history", folder / "old_history.py")
+    old = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(old)  # type: ignore[union-attr]
+    h = open_history(db)
+    base = "c.status = 'scored' and c.duplicate_of is null"
+    fts = " join candidates_fts f on f.rowid = c.id"
+    cases = [  # label, search() keywords, the old builder's where / args / joins / rank
+        ("by dev score (the default)", {}, base, [], "", "null", "score"),
+        ("newest first", {"order": "newest"}, base, [], "", "null", "newest"),
+        ("by rerank/test score", {"order": "rerank"}, base, [], "", "null", "rerank"),
+        ("by manual rank", {"order": "rank"}, base, [], "", "null", "rank"),
+        ("task filter", {"task": "larger_animal"}, base + " and r.task = ?", ["larger_animal"], "", "null", "score"),
+        ("min dev score 0.5", {"min_score": 0.5}, base + " and c.dev_score >= ?", [0.5], "", "null", "score"),
+        ("starred only", {"starred": True}, base + " and coalesce(m.star, 0) = 1", [], "", "null", "score"),
+        ("repeats included", {"duplicates": True}, "c.status = 'scored'", [], "", "null", "score"),
+        ("search 'larger animal'", {"query": "larger animal"}, base + " and candidates_fts match ?",
+         [fts_query("larger animal")], fts, "bm25(candidates_fts)", "relevance"),
+    ]
+    print(f"\ngrouped pages (500 groups), {ref} against this tree, alternately, median of {repeats}:")
+    print(f"{'grouped page':<28} {'before ms':>10} {'after ms':>9} {'after/before':>13}")
+    for label, kw, where, args, joins, rank, order in cases:
+        before, after = [], []
+        for _ in range(repeats):
+            sql, a = old._group_sql(where, list(args), joins, rank, order, 500)
+            t = time.perf_counter()
+            old_ids = [r[0] for r in h.db.execute(sql, a).fetchall()]
+            before.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            new_ids = [r["id"] for r in h.search(group=True, **{"order": order, **kw})]
+            after.append((time.perf_counter() - t) * 1000)
+            if old_ids != new_ids:
+                raise SystemExit(f"grouped page {label!r}: {ref} and this tree list different candidates")
+        b, a_ms = statistics.median(before), statistics.median(after)
+        print(f"{label:<28} {b:>10.1f} {a_ms:>9.1f} {a_ms / b:>13.2f}")
+    h.close()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=1000)
@@ -540,6 +600,9 @@ def main() -> None:
     ap.add_argument("--skip-store", action="store_true", help="leave out the store rows (the TUI and start-up only)")
     ap.add_argument("--skip-tui", action="store_true")
     ap.add_argument("--skip-start", action="store_true")
+    ap.add_argument("--grouped-before", metavar="REF", default=None,
+                    help="also time the grouped pages against the grouped SQL of engine/store/history.py at this git "
+                         "ref, alternately on the same store (same rows asserted)")
     ap.add_argument("--key-interval", type=float, default=0.02, help="seconds between keys during the run")
     ap.add_argument("--event-interval", type=float, default=0.01, help="seconds between event groups")
     args = ap.parse_args()
@@ -573,6 +636,8 @@ def main() -> None:
               f"{', '.join(known_names())}) took {migrate_s:.1f} s; {os.cpu_count()} CPUs; median of "
               f"{args.repeats}")
         rows = [] if args.skip_store else store_rows(db, args.repeats)
+        if args.grouped_before:
+            grouped_before_after(db, args.grouped_before, args.repeats)
         if not args.skip_tui:
             rows += asyncio.run(tui_rows(db, args.repeats, args.key_interval, args.event_interval))
         if not args.skip_start:

@@ -741,12 +741,16 @@ _BEST_MEMBER = (f"{0xFFFFFFFF} - (max((cast(round(c.dev_score * 1e6) as integer)
 
 
 def _group_from(where: str, order: str) -> str:
-    """The FROM of a grouped query: runs and marks joined only when a filter or the order reads them (every
-    candidate has its run: a foreign key), so that grouping can read idx_candidates_group alone."""
+    """The FROM of a grouped page's walk and groups: runs and marks joined only when a filter or the order reads
+    them (every candidate has its run: a foreign key), so that the groups can be read from idx_candidates_group
+    alone. With the starred filter the few marked candidates are read first (CROSS JOIN fixes that order): walking
+    every candidate for the one in a hundred with a star took longer than grouping them all."""
     needs_runs = re.search(r"\br\.", where) is not None
-    needs_marks = order == "rank" or re.search(r"\bm\.", where) is not None
-    return ("from candidates c" + (" join runs r on r.id = c.run_id" if needs_runs else "")
-            + (" left join marks m on m.candidate_id = c.id" if needs_marks else ""))
+    runs = " join runs r on r.id = c.run_id" if needs_runs else ""
+    if "m.star" in where:
+        return f"from marks m cross join candidates c on c.id = m.candidate_id{runs}"
+    marks = " left join marks m on m.candidate_id = c.id" if order == "rank" or re.search(r"\bm\.", where) else ""
+    return f"from candidates c{runs}{marks}"
 
 
 def _walk_sql(frm: str, where: str, order: str) -> str:
@@ -774,49 +778,38 @@ def _group_sql(where: str, args: list[Any], joins: str, rank: str, order: str,
     """The SQL of a grouped search *with a query* (``History.search(group=True)``; without one,
     ``History._grouped_page`` walks the candidates instead).
 
-    The matches (few, as a rule) are read with their bm25 rank, then one GROUP BY gives each text its count, its
-    best dev score and its best member; the page is the best members, sorted by their group's keys, and only they
-    are read in full. The groups' best test and rerank scores come from a second GROUP BY over the few matches
-    that have one, joined to the page's rows only — but for a rerank sort, which takes the groups with such a
-    score first (sorted by it), then the others by dev score: the order of sorting every group by
-    ``coalesce(key, -1)``.
+    One GROUP BY over the matching rows gives each text its count, its best scores and its best member (highest
+    dev score, then the lowest id: the original of in-run repeats); the page is the best members, sorted by
+    their group's keys, and only they are read in full. It costs a sort of the matching rows by text, cheap for
+    a search's matches (a few thousand of 100,000 candidates: ~50 ms, bench/history_scale.py) but not for all of
+    them, which is why a page without a query walks instead. A latest test or rerank score is looked up only for
+    the candidates with one.
     """
     test, rerank = _LATEST.format("test"), _LATEST.format("rerank")
-    frm = _group_from(where, order) + joins
+    has = "c.id in (select candidate_id from scores where kind = '{}')"
+    # ``limit -1`` keeps SQLite from merging this into the GROUP BY, where bm25() cannot be called.
+    # Only the columns the groups need are carried through the sort (the manual rank only to sort by it).
     manual = "m.manual_rank" if order == "rank" else "null"
-    # bm25() cannot be called inside a GROUP BY: ``limit -1`` keeps SQLite from merging the matches into it.
-    hits = (f"select c.id, c.instruction, c.dev_score, {rank} as rel, {manual} as manual_rank "
-            f"{frm} where {where} limit -1")
-    grouped = (f"select c.instruction, {_BEST_MEMBER} as id, count(*) as n, max(c.dev_score) as best_dev, "
-               f"max(c.id) as newest, min(c.rel) as rel, min(c.manual_rank) as best_rank from ({hits}) c "
-               f"group by c.instruction")
-    has = "c.id in (select candidate_id from scores where kind {})"
-    has_test, has_rerank, has_any = has.format("= 'test'"), has.format("= 'rerank'"), has.format("in ('test', 'rerank')")
-    scored = (f"select c.instruction, max(case when {has_test} then {test} end) as best_test, "
-              f"max(case when {has_rerank} then {rerank} end) as best_rerank "
-              f"{frm} where {where} and {has_any} group by c.instruction")
+    hits = (f"select c.id, c.instruction, c.dev_score, {rank} as rel, {manual} as manual_rank, "
+            f"case when {has.format('test')} then {test} end as t, "
+            f"case when {has.format('rerank')} then {rerank} end as rr {_FROM}{joins} where {where} limit -1")
+    best = _BEST_MEMBER.replace("c.", "")
+    groups = (f"select {best} as id, count(*) as n, max(dev_score) as best_dev, max(t) as best_test, "
+              f"max(rr) as best_rerank, min(rel) as rel, max(id) as newest, min(manual_rank) as best_rank "
+              f"from ({hits}) group by instruction")
     by_dev = "g.best_dev desc, g.id"
     sort = {
         "score": by_dev,
         "newest": "g.newest desc",
         "rerank": f"coalesce(g.best_rerank, g.best_test) is null, coalesce(g.best_rerank, g.best_test) desc, {by_dev}",
         "rank": f"g.best_rank is null, g.best_rank, {by_dev}",
-    }.get(order, f"g.rel, {by_dev}")
-    if order == "rerank":
-        scored_first = f"coalesce(s.best_rerank, s.best_test) is null, coalesce(s.best_rerank, s.best_test) desc, {by_dev}"
-        page = (f"select * from (select g.*, s.best_test, s.best_rerank from scored s join grouped g "
-                f"on g.instruction = s.instruction order by {scored_first} limit {limit}) union all "
-                f"select * from (select g.*, null, null from grouped g "
-                f"where g.instruction not in (select instruction from scored) order by {by_dev} limit {limit})")
-    else:
-        page = (f"select g.*, s.best_test, s.best_rerank from (select * from grouped g order by {sort} "
-                f"limit {limit}) g left join scored s on s.instruction = g.instruction")
-    sql = (f"with grouped as ({grouped}), scored as ({scored}), page as ({page}) "
+    }.get(order, f"g.rel, {by_dev}" if rank != "null" else by_dev)
+    sql = (f"with page as (select * from ({groups}) g order by {sort} limit {limit}) "
            f"select c.*, r.task, r.method, m.star, m.note, m.manual_rank, g.rel as relevance, "
            f"g.best_test as test_score, g.best_rerank as rerank_score, g.n as group_count "
            f"from page g join candidates c on c.id = g.id join runs r on r.id = c.run_id "
            f"left join marks m on m.candidate_id = c.id order by {sort} limit {limit}")
-    return sql, args + args
+    return sql, args
 
 
 def fts_query(text: str) -> str:
