@@ -468,8 +468,11 @@ async def tui_rows(db: Path, repeats: int, key_interval: float, event_interval: 
                 driver.send_message(ev)
                 await asyncio.sleep(key_interval)
 
+        group_sent: list[tuple[float, str]] = []  # when each event group went in, named by its first event
+
         async def stream() -> None:
             for group in groups:
+                group_sent.append((time.perf_counter(), type(group[0]).__name__))
                 for ev in group:
                     app._engine_callback(ev)
                 await asyncio.sleep(event_interval)
@@ -490,12 +493,16 @@ async def tui_rows(db: Path, repeats: int, key_interval: float, event_interval: 
         gaps = [(b - a) * 1000 for a, b in zip(ticks, ticks[1:], strict=False)]
         lat = [(t - s) * 1000 for s, t in zip(sent, ticks, strict=False)]
         base_gap = statistics.median(gaps[: max(baseline_ticks - 1, 1)])
+        worst = max(range(len(gaps)), key=gaps.__getitem__)
+        before = [name for at, name in group_sent if at <= ticks[worst + 1]]
         n_events = sum(len(g) for g in groups)
         rows.append(("TUI: largest gap between keys during a run", max(gaps),
                      f"keys every {key_interval * 1000:.0f} ms (median gap {statistics.median(gaps):.0f} ms, "
                      f"{base_gap:.0f} before events); {n_events} events in {streamed_s:.1f} s "
                      f"(CPU {streamed_cpu:.1f} s); "
-                     f"key latency median {statistics.median(lat):.0f} / max {max(lat):.0f} ms"))
+                     f"key latency median {statistics.median(lat):.0f} / max {max(lat):.0f} ms; the largest "
+                     f"after the events of {before[-1] if before else 'none'} "
+                     f"({len(before)} of {len(groups)} groups in)"))
     return rows
 
 

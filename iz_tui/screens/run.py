@@ -321,8 +321,11 @@ class RunScreen(BaseScreen[None]):
             self._fail(ev.problem, ev.fix)
 
     # -- updates ------------------------------------------------------------------------------------------
+    # The status, counts and cost lines are one line high whatever they say (iz.tcss), so their updates skip the
+    # layout pass: one per update re-arranged and repainted the whole screen, the longest pauses of a busy run
+    # (bench/history_scale.py, "largest gap between keys during a run").
     def _set_status(self, text: str) -> None:
-        self.query_one("#run-status", Static).update(f"[dim]status:[/] {escape(text)}")
+        self.query_one("#run-status", Static).update(f"[dim]status:[/] {escape(text)}", layout=False)
 
     def _add_row(self, cid: int, position: int, iteration: int, instruction: str) -> None:
         table = self.query_one("#run-cands", DataTable)
@@ -341,11 +344,11 @@ class RunScreen(BaseScreen[None]):
         self.totals.update(ev)
 
     def _show_counts(self) -> None:
-        self.query_one("#run-counts", Static).update(escape(self.totals.counts()))
+        self.query_one("#run-counts", Static).update(escape(self.totals.counts()), layout=False)
         line = self.totals.versus_estimate()
         cost = self.query_one("#run-cost", Static)
         cost.set_class(line is None, "hidden")
-        cost.update(f"[dim]{escape(line or '')}[/]")
+        cost.update(f"[dim]{escape(line or '')}[/]", layout=False)
 
     def _scored_row(self, cid: int, dev: float | None, cache_hit: bool, evaluations: int, instruction: str,
                     best: tuple[int | None, float] | None = None, cut: int | None = None) -> None:
@@ -379,13 +382,15 @@ class RunScreen(BaseScreen[None]):
             self.query_one("#run-plot", BestPlot).set_series([("best", self._xs, self._ys)])
 
     def _show_running(self) -> None:
-        self.remove_class("done")
+        self.query_one("#run-plot").styles.height = 8
         self.query_one("#run-result").add_class("hidden")
         self.query_one("#run-buttons").remove_class("hidden")
 
     def _show_result(self, markup: str, *, ok: bool) -> None:
         box = self.query_one("#run-result")
-        self.add_class("done")
+        # The plot gives a line to the result. Set on the plot alone: a class on the screen restyled every widget
+        # of it (the table's cells included), the longest pause of a run's screen (bench/history_scale.py).
+        self.query_one("#run-plot").styles.height = 7
         box.remove_class("hidden")
         box.set_class(not ok, "failed")
         self.query_one("#run-result-text", Static).update(markup)
