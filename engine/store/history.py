@@ -526,6 +526,7 @@ class History:
         walks further; it stays under 100 ms there.
         """
         frm = _group_from(where, order)
+        limit = limit if limit >= 0 else 2**62  # SQLite's "limit -1": no limit
         first: list[str] = []
         if order in ("rerank", "rank"):
             has = ("c.id in (select candidate_id from scores where kind in ('test', 'rerank'))" if order == "rerank"
@@ -540,7 +541,7 @@ class History:
         seen = set(first)
         try:
             for (text,) in self.db.execute(_walk_sql(frm, where, order), args) if len(first) < limit else ():
-                if text not in seen:
+                if text is not None and text not in seen:
                     seen.add(text)
                     first.append(text)
                     if len(first) == limit:

@@ -263,6 +263,8 @@ def test_grouped_search_returns_what_grouping_every_row_returns(shared_texts: Hi
     """The grouped page (index walk, scores joined to the page only, a rerank sort in two parts) is the plain
     definition of grouping, for every filter, order and page size."""
     h = shared_texts
+    assert [r["id"] for r in h.search(group=True, order=order, limit=-1, **filters)] == \
+        [g[0] for g in _plain_groups(h, **filters, order=order, limit=10**9)]  # -1: no limit, as in SQLite
     counts = [r["group_count"] for r in h.search(group=True, **filters)]
     assert max(counts) > 1 or filters.get("starred"), counts  # the groups are real ones
     for limit in (3, 17, 500):
