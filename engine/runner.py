@@ -446,6 +446,7 @@ class Engine:
         :mod:`engine.resample`): at ``resample_temperature``, up to ``resample_repeats`` times, seeded per run,
         iteration and try so that a run is reproducible. The z recorded is the one decoded, so the surrogate still
         learns what that point of the latent space writes."""
+        from engine.prompts import is_echo
         from engine.resample import replace_repeats
 
         s = state.settings
@@ -457,8 +458,6 @@ class Engine:
                                     sample=(s.resample_temperature, seed))
 
         taken = [c["instruction"] for c in self.history.candidates(state.run_id)]
-        from engine.prompts import is_echo
-
         reject = is_echo if s.resample_echoes else None
         out, n_repeats = replace_repeats(texts, taken, retry, s.resample_repeats, reject=reject)
         if n_repeats:

@@ -734,6 +734,9 @@ def _search_sql(where: str, args: list[Any], joins: str, rank: str, order: str,
     return sql, args
 
 
+#: Whether candidate ``c`` has a score of a kind (test, rerank): a seek in idx_scores_candidate_kind's list.
+_HAS_SCORE = "c.id in (select candidate_id from scores where kind = '{}')"
+
 #: A group's best member (highest dev score, then lowest id: the original of in-run repeats), found in the same pass
 #: as the GROUP BY: (dev score to 1e-6, then 2**32 - 1 - id) packed in one integer, whose max() is the best; its low
 #: 32 bits give the id back.
@@ -765,7 +768,7 @@ def _group_stats_sql(frm: str, where: str, order: str) -> str:
     """The groups of the texts in a JSON list (the last parameter), among the matching candidates: one seek
     each in idx_candidates_group (m009)."""
     test, rerank = _LATEST.format("test"), _LATEST.format("rerank")
-    has = "c.id in (select candidate_id from scores where kind = '{}')"
+    has = _HAS_SCORE
     manual = "m.manual_rank" if order == "rank" else "null"
     return (f"select c.instruction, {_BEST_MEMBER} as id, count(*) as n, max(c.dev_score) as best_dev, "
             f"max(case when {has.format('test')} then {test} end) as best_test, "
@@ -787,17 +790,16 @@ def _group_sql(where: str, args: list[Any], joins: str, rank: str, order: str,
     the candidates with one.
     """
     test, rerank = _LATEST.format("test"), _LATEST.format("rerank")
-    has = "c.id in (select candidate_id from scores where kind = '{}')"
+    has = _HAS_SCORE
     # ``limit -1`` keeps SQLite from merging this into the GROUP BY, where bm25() cannot be called.
     # Only the columns the groups need are carried through the sort (the manual rank only to sort by it).
     manual = "m.manual_rank" if order == "rank" else "null"
     hits = (f"select c.id, c.instruction, c.dev_score, {rank} as rel, {manual} as manual_rank, "
             f"case when {has.format('test')} then {test} end as t, "
             f"case when {has.format('rerank')} then {rerank} end as rr {_FROM}{joins} where {where} limit -1")
-    best = _BEST_MEMBER.replace("c.", "")
-    groups = (f"select {best} as id, count(*) as n, max(dev_score) as best_dev, max(t) as best_test, "
+    groups = (f"select {_BEST_MEMBER} as id, count(*) as n, max(dev_score) as best_dev, max(t) as best_test, "
               f"max(rr) as best_rerank, min(rel) as rel, max(id) as newest, min(manual_rank) as best_rank "
-              f"from ({hits}) group by instruction")
+              f"from ({hits}) c group by instruction")
     by_dev = "g.best_dev desc, g.id"
     sort = {
         "score": by_dev,
