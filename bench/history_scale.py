@@ -20,11 +20,12 @@ Then, each the median of ``--repeats`` runs (after one warm-up):
   starred only and with a search), a run's detail (``iz show``: the run and its candidates), a candidate's detail (its scores
   and outputs) and the rerank bookkeeping (the run's top 3 by dev score, one per instruction; the three
   candidate/run reads and score writes a rerank makes; the history re-sorted by rerank score);
-- TUI (Textual Pilot on the real store, headless 120x40): a screen with no data (help, key ``?``) as the baseline
-  of what Textual itself takes on the machine, the history screen's first page (key ``h`` to the table filled and
-  painted; the line says how much of it was the query and the table fill) and a search typed into it (the debounce firing to the rows shown; the 150 ms debounce itself is not
-  counted, the line under the table says so), and the largest gap between two input events handled while a
-  paper-size run (150 evaluations) streams its events into the run screen;
+- TUI (Textual Pilot on the real store, headless 120x40; "painted" is the moment the frame that shows it reaches
+  the terminal driver, ``App._display``, not Pilot's idle wait, which adds 100 ms or more to any key here): a
+  screen with no data (help, key ``?``) as the baseline, the history screen's first page (key ``h`` to the first
+  frame with the rows; the line says how much of it was the query and the table fill) and a search typed into it (the debounce firing to the first frame
+  with its rows; the 150 ms debounce itself is not counted, the line says so), and the largest gap between two
+  input events handled while a paper-size run (150 evaluations) streams its events into the run screen;
 - start-up: ``iz`` cold start to the first screen drawn and ``iz --help``, each against ``python -c pass`` timed
   alternately in the same run.
 
@@ -307,6 +308,7 @@ async def tui_rows(db: Path, repeats: int, key_interval: float, event_interval: 
     from iz_tui.screens.run import RunScreen
 
     ticks: list[float] = []
+    frames: list[tuple[float, Any]] = []  # (when, screen) of every frame sent to the (headless) driver
 
     class BenchApp(IZApp):
         CSS_PATH = str(ROOT / "iz_tui" / "iz.tcss")  # a subclass looks for it beside its own module
@@ -314,6 +316,14 @@ async def tui_rows(db: Path, repeats: int, key_interval: float, event_interval: 
 
         def action_tick(self) -> None:
             ticks.append(time.perf_counter())
+
+        def _display(self, screen: Any, renderable: Any) -> None:
+            frames.append((time.perf_counter(), screen))
+            super()._display(screen, renderable)
+
+    def painted(cls: type, after: float) -> float:
+        """When the first frame of a ``cls`` screen drawn at or after ``after`` went out."""
+        return next(t for t, screen in frames if t >= after and isinstance(screen, cls))
 
     async def until(pilot: Any, cond: Callable[[], Any], timeout: float = 60.0) -> Any:
         deadline = time.monotonic() + timeout
@@ -340,13 +350,15 @@ async def tui_rows(db: Path, repeats: int, key_interval: float, event_interval: 
         helps = []
         help_cpu = []
         for i in range(repeats + 1):
+            frames.clear()
             t, c = time.perf_counter(), time.process_time()
             await pilot.press("question_mark")
-            await until(pilot, lambda: isinstance(app.screen, HelpScreen) and app.screen.is_mounted)
-            await pilot.pause()
+            await until(pilot, lambda: isinstance(app.screen, HelpScreen) and app.screen.is_mounted
+                        and any(isinstance(screen, HelpScreen) for _, screen in frames))
             if i:
-                helps.append((time.perf_counter() - t) * 1000)
+                helps.append((painted(HelpScreen, t) - t) * 1000)
                 help_cpu.append((time.process_time() - c) * 1000)
+            await pilot.pause()
             while isinstance(app.screen, HelpScreen):
                 await pilot.press("escape")
                 await pilot.pause()
@@ -358,28 +370,33 @@ async def tui_rows(db: Path, repeats: int, key_interval: float, event_interval: 
         first_cpu = []
         n_rows = n_listed = 0
         reloads: list[float] = []  # of which: History.search + HistoryTable.fill (the part that depends on data)
+        reloaded: list[float] = []  # when each load ended
         class_reload = HistoryScreen.reload
 
         def counted_reload(self: Any, keep_cursor: bool = True) -> None:
             t = time.perf_counter()
             class_reload(self, keep_cursor)
-            reloads.append((time.perf_counter() - t) * 1000)
+            reloaded.append(time.perf_counter())
+            reloads.append((reloaded[-1] - t) * 1000)
 
         HistoryScreen.reload = counted_reload  # type: ignore[method-assign]
         per_open: list[float] = []
         n_reloads: list[int] = []
         for i in range(repeats + 1):
             reloads.clear()
+            reloaded.clear()
+            frames.clear()
             t, c = time.perf_counter(), time.process_time()
             await pilot.press("h")
             screen = await until(pilot, lambda: isinstance(app.screen, HistoryScreen) and app.screen.is_mounted
-                                 and app.screen.table.row_count > 0 and app.screen)
-            await pilot.pause()
+                                 and app.screen.table.row_count > 0 and reloaded and app.screen)
+            await until(pilot, lambda: any(at >= reloaded[0] for at, _ in frames))
             if i:
-                firsts.append((time.perf_counter() - t) * 1000)
+                firsts.append((painted(HistoryScreen, reloaded[0]) - t) * 1000)
                 first_cpu.append((time.process_time() - c) * 1000)
                 per_open.append(sum(reloads))
                 n_reloads.append(len(reloads))
+            await pilot.pause()
             n_rows = screen.table.row_count
             n_listed = len(screen.table.candidates)
             await pilot.press("escape")
@@ -425,15 +442,20 @@ async def tui_rows(db: Path, repeats: int, key_interval: float, event_interval: 
             for word in ("larger", "animal"):
                 fired.clear()
                 done.clear()
-                await pilot.press(*(word if word == "larger" else " " + word))
+                typed = " " + word if word == "animal" else word
+                await pilot.press(*typed[:-1])
+                frames.clear()
                 t_key = time.perf_counter()
-                await until(pilot, lambda: fired and done and done[-1] > fired[-1])
-                await pilot.pause()
+                await pilot.press(typed[-1])
+                await until(pilot, lambda: fired and done and done[-1] > fired[-1]
+                            and any(at >= done[-1] for at, _ in frames))
                 if i:
-                    searches.append((time.perf_counter() - fired[-1]) * 1000)
+                    shown_at = painted(HistoryScreen, done[-1])
+                    searches.append((shown_at - fired[-1]) * 1000)
                     search_cpu.append((time.process_time() - fired_cpu[-1]) * 1000)
-                    key_to_rows.append((time.perf_counter() - t_key) * 1000)
+                    key_to_rows.append((shown_at - t_key) * 1000)
                     search_reload.append(spent[-1])
+                await pilot.pause()
                 shown = listed(len(screen.table.candidates), screen.table.row_count)
             fired.clear()
             done.clear()
