@@ -2,7 +2,7 @@
 
     python bench/bench_generator.py [--model NAME] [--backend auto] [--n 50] [--batch-size 8] [--scale 12]
                                     [--position tail] [--system TEXT] [--speed-n 16]
-                                    [--resample T ...] [--sensitivity T] [--perturb R ...]
+                                    [--resample T ...] [--sensitivity T] [--perturb R ...] [--perturb-sample T]
 
 For each of three tasks (5 demos from tasks/<name>/data.jsonl, or inline demos when the folder is missing) it
 generates instructions for ``n`` random z (uniform in [-1, 1]^10, 5 soft tokens, seeded projection) and prints the
@@ -123,6 +123,8 @@ def main() -> None:
                     help="also measure how much a sampled instruction depends on z and how much on the seed, at T")
     ap.add_argument("--perturb", type=float, nargs="*", default=[], metavar="R",
                     help="also decode greedily each z moved by R times a random direction (a greedy second try)")
+    ap.add_argument("--perturb-sample", type=float, default=None, metavar="T",
+                    help="with --perturb: sample at T with one seed for every z instead of greedy decoding")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -177,7 +179,7 @@ def main() -> None:
                 print(f"{'':<55}  new: {text}")
     print()
     if args.perturb:
-        perturbation(gen, all_demos, A, Z, n_tokens, args.perturb, args.seed)
+        perturbation(gen, all_demos, A, Z, n_tokens, args.perturb, args.seed, args.perturb_sample)
     if args.sensitivity is not None:
         sensitivity(gen, all_demos, A, Z, n_tokens, args.sensitivity, args.seed)
 
@@ -213,21 +215,33 @@ def _similarity(a: list[str], b: list[str]) -> tuple[float, float]:
 
 
 def perturbation(gen: object, all_demos: dict[str, list[Demo]], A: object, Z: torch.Tensor, n_tokens: int,
-                 radii: list[float], seed: int) -> None:
+                 radii: list[float], seed: int, temperature: float | None = None) -> None:
     """Would a *greedy* second try at a nearby soft prompt do what sampling does for a repeat?
 
     Why: a sampled second try is decided by its seed more than by z (``--sensitivity``), so the score BO models is
     mostly sampling noise. Decoding z + r*u greedily (u uniform in [-1, 1]^d, clipped to the box) would keep the text
     a function of the point, if nearby points wrote new texts. For each r: rows whose text did not change, texts
-    not among the unmoved z's, and the word Jaccard to the unmoved text (how local the change is)."""
+    not among the unmoved z's, and the word Jaccard to the unmoved text (how local the change is).
+
+    With ``temperature`` (``--perturb-sample T``): the same, sampling instead of greedy, every z decoded alone
+    with one fixed seed (common random numbers: the text is then a function of z alone, the question being
+    whether nearby z write nearby texts)."""
     U = torch.rand(*Z.shape, generator=torch.Generator().manual_seed(seed + 2)) * 2 - 1
-    print(f"greedy at moved z (z + r*u, clipped), {len(Z)} z per task: unchanged rows / new texts / word Jaccard")
+
+    def decode(points: torch.Tensor, demos: list[Demo]) -> list[str]:
+        if temperature is None:
+            return gen.instructions(points, demos, A, n_tokens)  # type: ignore[attr-defined]
+        return [gen.instructions(points[i:i + 1], demos, A, n_tokens,  # type: ignore[attr-defined]
+                                 sample=(temperature, seed + 7))[0] for i in range(len(points))]
+
+    how = "greedy" if temperature is None else f"sampled at T {temperature:g}, one seed for every z"
+    print(f"{how} at moved z (z + r*u, clipped), {len(Z)} z per task: unchanged rows / new texts / word Jaccard")
     print(f"{'task':<15}" + "".join(f"{'r=' + format(r, 'g'):>20}" for r in radii))
     for task, demos in all_demos.items():
-        base = gen.instructions(Z, demos, A, n_tokens)  # type: ignore[attr-defined]
+        base = decode(Z, demos)
         cells = []
         for r in radii:
-            moved = gen.instructions((Z + r * U).clamp(-1, 1), demos, A, n_tokens)  # type: ignore[attr-defined]
+            moved = decode((Z + r * U).clamp(-1, 1), demos)
             same, jac = _similarity(base, moved)
             cells.append(f"{round(same * len(Z))} / {len(set(moved) - set(base))} / {jac:.2f}")
         print(f"{task:<15}" + "".join(f"{c:>20}" for c in cells))
