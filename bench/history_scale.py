@@ -23,9 +23,10 @@ Then, each the median of ``--repeats`` runs (after one warm-up):
 - TUI (Textual Pilot on the real store, headless 120x40; "painted" is the moment the frame that shows it reaches
   the terminal driver, ``App._display``, not Pilot's idle wait, which adds 100 ms or more to any key here): a
   screen with no data (help, key ``?``) as the baseline, the history screen's first page (key ``h`` to the first
-  frame with the rows; the line says how much of it was the query and the table fill) and a search typed into it (the debounce firing to the first frame
-  with its rows; the 150 ms debounce itself is not counted, the line says so), and the largest gap between two
-  input events handled while a paper-size run (150 evaluations) streams its events into the run screen;
+  frame with the rows; the line says how much of it was the query and the table fill) and a search typed into
+  it (the debounce firing to the first frame with its rows; the 150 ms debounce itself is not counted, the line
+  says so), and the largest gap between two input events handled while a paper-size run (150 evaluations)
+  streams its events into the run screen;
 - start-up: ``iz`` cold start to the first screen drawn and ``iz --help``, each against ``python -c pass`` timed
   alternately in the same run.
 
