@@ -309,7 +309,7 @@ async def tui_rows(db: Path, repeats: int, key_interval: float, event_interval: 
     from iz_tui.screens.run import RunScreen
 
     ticks: list[float] = []
-    frames: list[tuple[float, Any]] = []  # (when, screen) of every frame sent to the (headless) driver
+    frames: list[tuple[float, float, Any]] = []  # (when, CPU then, screen) of every frame sent to the driver
 
     class BenchApp(IZApp):
         CSS_PATH = str(ROOT / "iz_tui" / "iz.tcss")  # a subclass looks for it beside its own module
@@ -319,12 +319,12 @@ async def tui_rows(db: Path, repeats: int, key_interval: float, event_interval: 
             ticks.append(time.perf_counter())
 
         def _display(self, screen: Any, renderable: Any) -> None:
-            frames.append((time.perf_counter(), screen))
+            frames.append((time.perf_counter(), time.process_time(), screen))
             super()._display(screen, renderable)
 
-    def painted(cls: type, after: float) -> float:
-        """When the first frame of a ``cls`` screen drawn at or after ``after`` went out."""
-        return next(t for t, screen in frames if t >= after and isinstance(screen, cls))
+    def painted(cls: type, after: float) -> tuple[float, float]:
+        """When the first frame of a ``cls`` screen drawn at or after ``after`` went out, and the CPU time then."""
+        return next((t, cpu) for t, cpu, screen in frames if t >= after and isinstance(screen, cls))
 
     async def until(pilot: Any, cond: Callable[[], Any], timeout: float = 60.0) -> Any:
         deadline = time.monotonic() + timeout
@@ -355,10 +355,11 @@ async def tui_rows(db: Path, repeats: int, key_interval: float, event_interval: 
             t, c = time.perf_counter(), time.process_time()
             await pilot.press("question_mark")
             await until(pilot, lambda: isinstance(app.screen, HelpScreen) and app.screen.is_mounted
-                        and any(isinstance(screen, HelpScreen) for _, screen in frames))
+                        and any(isinstance(screen, HelpScreen) for _, _, screen in frames))
             if i:
-                helps.append((painted(HelpScreen, t) - t) * 1000)
-                help_cpu.append((time.process_time() - c) * 1000)
+                at, cpu = painted(HelpScreen, t)
+                helps.append((at - t) * 1000)
+                help_cpu.append((cpu - c) * 1000)
             await pilot.pause()
             while isinstance(app.screen, HelpScreen):
                 await pilot.press("escape")
@@ -391,10 +392,11 @@ async def tui_rows(db: Path, repeats: int, key_interval: float, event_interval: 
             await pilot.press("h")
             screen = await until(pilot, lambda: isinstance(app.screen, HistoryScreen) and app.screen.is_mounted
                                  and app.screen.table.row_count > 0 and reloaded and app.screen)
-            await until(pilot, lambda: any(at >= reloaded[0] for at, _ in frames))
+            await until(pilot, lambda: any(at >= reloaded[0] for at, _, _ in frames))
             if i:
-                firsts.append((painted(HistoryScreen, reloaded[0]) - t) * 1000)
-                first_cpu.append((time.process_time() - c) * 1000)
+                at, cpu = painted(HistoryScreen, reloaded[0])
+                firsts.append((at - t) * 1000)
+                first_cpu.append((cpu - c) * 1000)
                 per_open.append(sum(reloads))
                 n_reloads.append(len(reloads))
             await pilot.pause()
@@ -449,11 +451,11 @@ async def tui_rows(db: Path, repeats: int, key_interval: float, event_interval: 
                 t_key = time.perf_counter()
                 await pilot.press(typed[-1])
                 await until(pilot, lambda: fired and done and done[-1] > fired[-1]
-                            and any(at >= done[-1] for at, _ in frames))
+                            and any(at >= done[-1] for at, _, _ in frames))
                 if i:
-                    shown_at = painted(HistoryScreen, done[-1])
+                    shown_at, cpu = painted(HistoryScreen, done[-1])
                     searches.append((shown_at - fired[-1]) * 1000)
-                    search_cpu.append((time.process_time() - fired_cpu[-1]) * 1000)
+                    search_cpu.append((cpu - fired_cpu[-1]) * 1000)
                     key_to_rows.append((shown_at - t_key) * 1000)
                     search_reload.append(spent[-1])
                 await pilot.pause()
