@@ -322,9 +322,10 @@ async def tui_rows(db: Path, repeats: int, key_interval: float, event_interval: 
             frames.append((time.perf_counter(), time.process_time(), screen))
             super()._display(screen, renderable)
 
-    def painted(cls: type, after: float) -> tuple[float, float]:
-        """When the first frame of a ``cls`` screen drawn at or after ``after`` went out, and the CPU time then."""
-        return next((t, cpu) for t, cpu, screen in frames if t >= after and isinstance(screen, cls))
+    def painted(cls: type, after: float) -> tuple[float, float] | None:
+        """When the first frame of a ``cls`` screen drawn at or after ``after`` went out, and the CPU time then
+        (None while there is none: ``until(pilot, lambda: painted(...))`` waits for it)."""
+        return next(((t, cpu) for t, cpu, screen in frames if t >= after and isinstance(screen, cls)), None)
 
     async def until(pilot: Any, cond: Callable[[], Any], timeout: float = 60.0) -> Any:
         deadline = time.monotonic() + timeout
@@ -354,10 +355,8 @@ async def tui_rows(db: Path, repeats: int, key_interval: float, event_interval: 
             frames.clear()
             t, c = time.perf_counter(), time.process_time()
             await pilot.press("question_mark")
-            await until(pilot, lambda: isinstance(app.screen, HelpScreen) and app.screen.is_mounted
-                        and any(isinstance(screen, HelpScreen) for _, _, screen in frames))
+            at, cpu = await until(pilot, lambda t=t: painted(HelpScreen, t))
             if i:
-                at, cpu = painted(HelpScreen, t)
                 helps.append((at - t) * 1000)
                 help_cpu.append((cpu - c) * 1000)
             await pilot.pause()
@@ -392,9 +391,8 @@ async def tui_rows(db: Path, repeats: int, key_interval: float, event_interval: 
             await pilot.press("h")
             screen = await until(pilot, lambda: isinstance(app.screen, HistoryScreen) and app.screen.is_mounted
                                  and app.screen.table.row_count > 0 and reloaded and app.screen)
-            await until(pilot, lambda: any(at >= reloaded[0] for at, _, _ in frames))
+            at, cpu = await until(pilot, lambda: painted(HistoryScreen, reloaded[0]))
             if i:
-                at, cpu = painted(HistoryScreen, reloaded[0])
                 firsts.append((at - t) * 1000)
                 first_cpu.append((cpu - c) * 1000)
                 per_open.append(sum(reloads))
@@ -450,10 +448,9 @@ async def tui_rows(db: Path, repeats: int, key_interval: float, event_interval: 
                 frames.clear()
                 t_key = time.perf_counter()
                 await pilot.press(typed[-1])
-                await until(pilot, lambda: fired and done and done[-1] > fired[-1]
-                            and any(at >= done[-1] for at, _, _ in frames))
+                await until(pilot, lambda: fired and done and done[-1] > fired[-1])
+                shown_at, cpu = await until(pilot, lambda: painted(HistoryScreen, done[-1]))
                 if i:
-                    shown_at, cpu = painted(HistoryScreen, done[-1])
                     searches.append((shown_at - fired[-1]) * 1000)
                     search_cpu.append((cpu - fired_cpu[-1]) * 1000)
                     key_to_rows.append((shown_at - t_key) * 1000)

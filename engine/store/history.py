@@ -768,11 +768,10 @@ def _group_stats_sql(frm: str, where: str, order: str) -> str:
     """The groups of the texts in a JSON list (the last parameter), among the matching candidates: one seek
     each in idx_candidates_group (m009)."""
     test, rerank = _LATEST.format("test"), _LATEST.format("rerank")
-    has = _HAS_SCORE
     manual = "m.manual_rank" if order == "rank" else "null"
     return (f"select c.instruction, {_BEST_MEMBER} as id, count(*) as n, max(c.dev_score) as best_dev, "
-            f"max(case when {has.format('test')} then {test} end) as best_test, "
-            f"max(case when {has.format('rerank')} then {rerank} end) as best_rerank, "
+            f"max(case when {_HAS_SCORE.format('test')} then {test} end) as best_test, "
+            f"max(case when {_HAS_SCORE.format('rerank')} then {rerank} end) as best_rerank, "
             f"min({manual}) as best_rank {frm} where {where} "
             f"and c.instruction in (select value from json_each(?)) group by c.instruction")
 
@@ -790,13 +789,12 @@ def _group_sql(where: str, args: list[Any], joins: str, rank: str, order: str,
     the candidates with one.
     """
     test, rerank = _LATEST.format("test"), _LATEST.format("rerank")
-    has = _HAS_SCORE
     # ``limit -1`` keeps SQLite from merging this into the GROUP BY, where bm25() cannot be called.
     # Only the columns the groups need are carried through the sort (the manual rank only to sort by it).
     manual = "m.manual_rank" if order == "rank" else "null"
     hits = (f"select c.id, c.instruction, c.dev_score, {rank} as rel, {manual} as manual_rank, "
-            f"case when {has.format('test')} then {test} end as t, "
-            f"case when {has.format('rerank')} then {rerank} end as rr {_FROM}{joins} where {where} limit -1")
+            f"case when {_HAS_SCORE.format('test')} then {test} end as t, "
+            f"case when {_HAS_SCORE.format('rerank')} then {rerank} end as rr {_FROM}{joins} where {where} limit -1")
     groups = (f"select {_BEST_MEMBER} as id, count(*) as n, max(dev_score) as best_dev, max(t) as best_test, "
               f"max(rr) as best_rerank, min(rel) as rel, max(id) as newest, min(manual_rank) as best_rank "
               f"from ({hits}) c group by instruction")
