@@ -32,6 +32,7 @@ from iz_tui.requests import (
 )
 from iz_tui.screens.base import BaseScreen
 from iz_tui.screens.modals import ImportTaskModal
+from iz_tui.widgets.light_select import LightSelect
 
 
 def models_line(cfg: Any) -> str:
@@ -86,16 +87,16 @@ class HomeScreen(BaseScreen[None]):
         with Vertical(id="run-form"):
             with Horizontal(classes="form-row"):
                 yield Label("Method", classes="form-label")
-                yield Select([(m, m) for m in METHODS], value=cfg.run.method, allow_blank=False, compact=True,
+                yield LightSelect([(m, m) for m in METHODS], value=cfg.run.method, allow_blank=False, compact=True,
                              id="method")
                 yield Label("Endpoint", classes="form-label")
-                yield Select([(n, n) for n in sorted(cfg.endpoints)], value=cfg.default_endpoint,
+                yield LightSelect([(n, n) for n in sorted(cfg.endpoints)], value=cfg.default_endpoint,
                              allow_blank=False, compact=True, id="endpoint")
             yield Static("", id="method-help")
             yield Static(models_line(cfg), id="models-line")
             with Horizontal(classes="form-row"):
                 yield Label("Budget", classes="form-label")
-                yield Select([(label, key) for key, label in PRESET_LABELS.items()], value="quick",
+                yield LightSelect([(label, key) for key, label in PRESET_LABELS.items()], value="quick",
                              allow_blank=False, compact=True, id="preset")
                 yield Label("max $", classes="num-label")
                 yield Input(placeholder="no cap", compact=True, id="max-cost",

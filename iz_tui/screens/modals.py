@@ -20,6 +20,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
 from iz_tui.widgets.common import run_label
+from iz_tui.widgets.light_select import LightSelect
 
 
 class _Dialog(ModalScreen[Any]):
@@ -97,17 +98,17 @@ class RerankModal(_Dialog):
                     yield Label("top", classes="dialog-label")
                     yield Input("3", type="integer", compact=True, id="rerank-k", classes="short")
                     yield Label("of run", classes="dialog-label")
-                    yield Select([(run_label(r), r["id"]) for r in self.runs], value=self._default_run(),
+                    yield LightSelect([(run_label(r), r["id"]) for r in self.runs], value=self._default_run(),
                                  allow_blank=False, compact=True, id="rerank-run")
             with Horizontal(classes="dialog-row"):
                 yield Label("split", classes="dialog-label")
-                yield Select([("test", "test"), ("dev", "dev")], value="test", allow_blank=False, compact=True,
+                yield LightSelect([("test", "test"), ("dev", "dev")], value="test", allow_blank=False, compact=True,
                              id="rerank-split")
                 yield Label("examples", classes="dialog-label")
                 yield Input("", placeholder="run's", type="integer", compact=True, id="rerank-n", classes="short")
             with Horizontal(classes="dialog-row"):
                 yield Label("endpoint", classes="dialog-label")
-                yield Select([("same as the run", "")] + [(e, e) for e in self.endpoints], value="",
+                yield LightSelect([("same as the run", "")] + [(e, e) for e in self.endpoints], value="",
                              allow_blank=False, compact=True, id="rerank-endpoint")
             yield from self.buttons("Rerank")
 
@@ -147,7 +148,7 @@ class ExportModal(_Dialog):
             yield Static(f"[b]Export[/] {_esc(self.what)}", classes="dialog-title")
             with Horizontal(classes="dialog-row"):
                 yield Label("format", classes="dialog-label")
-                yield Select([("JSON", "json"), ("Markdown", "md")], value="json", allow_blank=False, compact=True,
+                yield LightSelect([("JSON", "json"), ("Markdown", "md")], value="json", allow_blank=False, compact=True,
                              id="export-format")
             with Horizontal(classes="dialog-row"):
                 yield Label("file", classes="dialog-label")
@@ -188,11 +189,11 @@ class CompareModal(_Dialog):
                          classes="dialog-title")
             with Horizontal(classes="dialog-row"):
                 yield Label("run A", classes="dialog-label")
-                yield Select(options, value=self.first if self.first is not None else Select.NULL, compact=True,
+                yield LightSelect(options, value=self.first if self.first is not None else Select.NULL, compact=True,
                              id="cmp-a")
             with Horizontal(classes="dialog-row"):
                 yield Label("run B", classes="dialog-label")
-                yield Select(options, value=self.second if self.second is not None else Select.NULL,
+                yield LightSelect(options, value=self.second if self.second is not None else Select.NULL,
                              compact=True, id="cmp-b")
             yield from self.buttons("Compare")
 
@@ -233,7 +234,7 @@ class ImportTaskModal(_Dialog):
                 yield Input(placeholder="default: the file name", compact=True, id="import-name")
             with Horizontal(classes="dialog-row"):
                 yield Label("metric", classes="dialog-label")
-                yield Select([(f"default (the paper's, else {DEFAULT_METRIC})", "")]
+                yield LightSelect([(f"default (the paper's, else {DEFAULT_METRIC})", "")]
                              + [(m, m) for m in IMPORT_METRICS], value="", allow_blank=False, compact=True,
                              id="import-metric")
             yield Static(f"[dim]relative paths are under {_esc(str(Path.cwd()))}[/]", id="import-status")

@@ -19,6 +19,7 @@ from textual.widgets import Checkbox, Input, Select
 
 from engine.config import METHODS
 from iz_tui.widgets.common import parse_float
+from iz_tui.widgets.light_select import LightSelect
 
 #: Sort orders of the history: (key for History.search, label).
 SORTS = (("score", "dev score"), ("relevance", "relevance"), ("rerank", "rerank/test"), ("newest", "newest"),
@@ -46,15 +47,15 @@ class FilterBar(Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal(classes="filter-row"):
             yield Input(placeholder="search instructions (/)", compact=True, id="search")
-            yield Select([(label, key) for key, label in SORTS], value="score", allow_blank=False, compact=True,
+            yield LightSelect([(label, key) for key, label in SORTS], value="score", allow_blank=False, compact=True,
                          id="sort")
             yield Checkbox("★ only", compact=True, id="starred")
             yield Checkbox("dups", compact=True, id="dups", tooltip="also list in-run repeats of an instruction (d)")
             yield Checkbox("group", compact=True, id="group", tooltip="each instruction text once, with a count (g)")
         with Horizontal(classes="filter-row", id="filters2"):
-            yield Select([], prompt="any task", compact=True, id="f-task")
-            yield Select([(m, m) for m in METHODS], prompt="any method", compact=True, id="f-method")
-            yield Select([], prompt="any run", compact=True, id="f-run")
+            yield LightSelect([], prompt="any task", compact=True, id="f-task")
+            yield LightSelect([(m, m) for m in METHODS], prompt="any method", compact=True, id="f-method")
+            yield LightSelect([], prompt="any run", compact=True, id="f-run")
             yield Input(placeholder="min", type="number", compact=True, id="f-min", classes="score-box")
             yield Input(placeholder="max", type="number", compact=True, id="f-max", classes="score-box")
 
