@@ -47,7 +47,11 @@ class GeneratorSettings(_Strict):
         default="auto", description="auto: llama.cpp for .gguf files on the CPU, transformers otherwise."
     )
     max_new_tokens: int = Field(default=32, ge=4, le=512)
-    batch_size: int = Field(default=8, ge=1, le=256)
+    batch_size: int | None = Field(
+        default=None, ge=1, le=256,
+        description="Soft prompts decoded together in one call; empty = 8 on the CPU (batching gains 1.2-1.4x "
+        "there), 32 on a GPU (a batch of 25 wrote 3.2-4x the instructions a second of a batch of 8 on an H200).",
+    )
     soft_scale: float | None = Field(
         default=None, gt=0, le=1000,
         description="The soft tokens' size in units of the model's embedding std; empty = the measured default "

@@ -139,18 +139,33 @@ class _StopAtLineOrSentence:
     before any text does not count (models often start their answer on a new line). Each row stops on its own
     (transformers pads finished rows); the batch stops when every row is done. With ``inputs_embeds`` only,
     ``input_ids`` here holds just the generated tokens.
+
+    It runs after every decoding step, so both token classes are masks over the vocabulary, indexed by the ids:
+    ``torch.isin`` against the content tokens (most of the vocabulary) took ~27 ms a call on the CPU, and copying
+    the id lists to the GPU at each step would have been a blocking host-to-device copy. ``vocab_size`` must
+    bound every id the model can write (the larger of the tokenizer's and the model's output sizes).
     """
 
-    def __init__(self, stop_ids: set[int], content_ids: set[int]) -> None:
-        self.stop_ids = torch.tensor(sorted(stop_ids), dtype=torch.long)
-        self.content_ids = torch.tensor(sorted(content_ids), dtype=torch.long)
+    def __init__(self, stop_ids: set[int], content_ids: set[int], vocab_size: int = 0) -> None:
+        size = max(vocab_size, max(stop_ids | content_ids, default=-1) + 1)
+        self.is_stop = torch.zeros(size, dtype=torch.bool)
+        self.is_stop[sorted(stop_ids)] = True
+        self.is_content = torch.zeros(size, dtype=torch.bool)
+        self.is_content[sorted(content_ids)] = True
+
+    def to(self, device: str | torch.device) -> _StopAtLineOrSentence:
+        """Keep the masks on the device the model writes on (once, at load)."""
+        self.is_stop = self.is_stop.to(device)
+        self.is_content = self.is_content.to(device)
+        return self
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         if input_ids.shape[1] == 0:
             return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        last = input_ids[:, -1]
-        ended = torch.isin(last, self.stop_ids.to(last.device))
-        started = torch.isin(input_ids, self.content_ids.to(last.device)).any(dim=1)
+        if self.is_stop.device != input_ids.device:
+            self.to(input_ids.device)
+        ended = self.is_stop[input_ids[:, -1]]
+        started = self.is_content[input_ids].any(dim=1)
         return ended & started
 
 
@@ -161,6 +176,14 @@ class _Prompt:
     before: torch.Tensor
     after: torch.Tensor
     cache: Any
+
+
+def default_batch_size(device: str) -> int:
+    """Soft prompts decoded together when the settings leave it open: on a CPU batching gains little (1.2-1.4x
+    instructions a second over one at a time, BENCHMARKS.md (c)) and costs memory, so 8; on a GPU the batch is
+    nearly free (an H200 wrote 3.2-4x the instructions a second with batches of 25 than of 8,
+    ``bench/bench_generator_gpu.py``), so 32: a whole BO batch (25 by default) in one call."""
+    return 32 if device.startswith("cuda") else 8
 
 
 class Generator:
@@ -194,7 +217,7 @@ class Generator:
         model: str | None = None,
         device: str = "auto",
         max_new_tokens: int = 32,
-        batch_size: int = 8,
+        batch_size: int | None = None,
         *,
         lazy: bool = False,
         soft_position: SoftPosition = "tail",
@@ -217,7 +240,7 @@ class Generator:
         self._source, self._gguf_file, self.model_name = _resolve(model)
         self.device: str = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         self.max_new_tokens = int(max_new_tokens)
-        self.batch_size = max(1, int(batch_size))
+        self.batch_size = max(1, int(batch_size)) if batch_size is not None else default_batch_size(self.device)
         self.soft_position: SoftPosition = soft_position
         self.soft_scale = float(soft_scale)
         self.no_repeat_ngram_size = int(no_repeat_ngram_size)
@@ -317,7 +340,11 @@ class Generator:
         tok = self._tokenizer
         texts = tok.batch_decode([[i] for i in range(len(tok))])
         stop, content = sort_vocabulary(texts, (tok.eos_token_id, tok.pad_token_id))
-        return _StopAtLineOrSentence(stop, content)
+        model = self._model
+        out = model.get_output_embeddings() if model is not None else None
+        vocab = max(len(tok), int(getattr(getattr(model, "config", None), "vocab_size", 0) or 0),
+                    int(out.weight.shape[0]) if out is not None else 0)
+        return _StopAtLineOrSentence(stop, content, vocab).to(self.device)
 
     # ---- the projection -------------------------------------------------------------------------------------
 

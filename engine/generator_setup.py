@@ -55,7 +55,7 @@ def pick_backend(path: str, device: str, backend: str) -> str:
     return "transformers"
 
 
-def make_generator(model: str | None, device: str = "auto", max_new_tokens: int = 32, batch_size: int = 8, *,
+def make_generator(model: str | None, device: str = "auto", max_new_tokens: int = 32, batch_size: int | None = None, *,
                    backend: str = "auto", lazy: bool = False, **knobs: Any) -> Any:
     """A generator for a model path or hub id (None = the bundled SmolLM2) on the chosen backend."""
     from engine.generator import Generator

@@ -116,7 +116,7 @@ class LlamaCppGenerator(Generator):
     backend = "llama_cpp"
 
     def __init__(self, model: str | None = None, device: str = "auto", max_new_tokens: int = 32,
-                 batch_size: int = 8, *, n_threads: int | None = None, n_ctx: int = 4096, **knobs: Any) -> None:
+                 batch_size: int | None = None, *, n_threads: int | None = None, n_ctx: int = 4096, **knobs: Any) -> None:
         self.n_threads = n_threads or max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                                           else (os.cpu_count() or 1))
         self.n_ctx = n_ctx

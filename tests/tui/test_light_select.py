@@ -51,7 +51,7 @@ async def test_closed_it_is_three_widgets_where_select_is_six() -> None:
         await pilot.pause()
         light = app.query_one("#light", LightSelect)
         plain = app.query_one("#plain", Select)
-        assert len(light.query("*")) == 2  # itself, then: the one-line current, the overlay
+        assert len(light.query("*")) == 2  # under it: the one-line current and the overlay
         assert len(plain.query("*")) == 5  # SelectCurrent, its three Statics, the overlay
         assert isinstance(light, Select)  # query_one(..., Select) finds it
         assert shown(light).startswith("any order") and shown(light).endswith("▼")
