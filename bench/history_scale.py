@@ -405,7 +405,8 @@ async def tui_rows(db: Path, repeats: int, key_interval: float, event_interval: 
         HistoryScreen.reload = class_reload  # type: ignore[method-assign]
         rows.append(("TUI: history first page (key h -> painted)", statistics.median(firsts),
                      f"{listed(n_listed, n_rows)}; query + table fill {statistics.median(per_open):.0f} ms in "
-                     f"{statistics.median(n_reloads):.0f} load(s); CPU {statistics.median(first_cpu):.0f} ms"))
+                     f"{statistics.median(n_reloads):.0f} load(s); CPU {statistics.median(first_cpu):.0f} ms; "
+                     f"slowest of {len(firsts)} {max(firsts):.0f} ms"))
 
         # A search typed into it: the debounce firing -> the rows shown and painted.
         await pilot.press("h")
@@ -465,7 +466,7 @@ async def tui_rows(db: Path, repeats: int, key_interval: float, event_interval: 
         rows.append(("TUI: search typed (debounce fired -> painted)", statistics.median(searches),
                      f"{shown}; query + table fill {statistics.median(search_reload):.0f} ms; last key -> "
                      f"painted {statistics.median(key_to_rows):.0f} ms incl. the 150 ms debounce; CPU "
-                     f"{statistics.median(search_cpu):.0f} ms"))
+                     f"{statistics.median(search_cpu):.0f} ms; slowest of {len(searches)} {max(searches):.0f} ms"))
         while isinstance(app.screen, HistoryScreen):  # the first escape leaves the search box
             await pilot.press("escape")
             await pilot.pause()
