@@ -51,7 +51,7 @@ async def test_closed_it_is_three_widgets_where_select_is_six() -> None:
         await pilot.pause()
         light = app.query_one("#light", LightSelect)
         plain = app.query_one("#plain", Select)
-        assert len(light.query("*")) == 2  # under it: the one-line current and the overlay
+        assert len(light.query("*")) == 1  # under it: the one-line current (the option list comes when it opens)
         assert len(plain.query("*")) == 5  # SelectCurrent, its three Statics, the overlay
         assert isinstance(light, Select)  # query_one(..., Select) finds it
         assert shown(light).startswith("any order") and shown(light).endswith("▼")
@@ -106,3 +106,25 @@ async def test_new_options_keep_working() -> None:
         light.value = "past_tense"
         await pilot.pause()
         assert shown(light).startswith("past_tense")
+
+
+async def test_its_list_comes_when_it_opens_with_the_choice_highlighted_as_select_does() -> None:
+    from textual.widgets._select import SelectOverlay
+
+    app = Picker()
+    async with app.run_test(size=(60, 20)) as pilot:
+        highlighted = {}
+        for sel_id in ("plain", "light"):
+            select = app.query_one(f"#{sel_id}", Select)
+            select.value = "long"  # chosen before the list was ever opened
+            await pilot.pause()
+            select.focus()
+            await pilot.press("enter")
+            await wait_for(pilot, lambda s=select: s.expanded, what=f"{sel_id}: the list opened")
+            highlighted[sel_id] = select.query_one(SelectOverlay).highlighted
+            await pilot.press("escape")
+        assert highlighted["light"] == highlighted["plain"] == 3  # the blank option, then the three options
+        light = app.query_one("#light", LightSelect)
+        light.set_options([("antonyms", "antonyms")])  # new options reach the list now that it exists
+        await pilot.pause()
+        assert light.query_one(SelectOverlay).option_count == 2
