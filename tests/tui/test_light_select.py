@@ -1,4 +1,4 @@
-"""LightSelect: one widget for the closed picker, and otherwise Textual's Select (keys, mouse, values, messages)."""
+"""LightSelect: two widgets for the closed picker, and otherwise Textual's Select (keys, mouse, values, messages)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from textual.app import App, ComposeResult
 from textual.widgets import Input, Select
 
 from iz_tui.widgets import light_select
-from iz_tui.widgets.light_select import LightSelect
+from iz_tui.widgets.light_select import LightSelect, SelectOverlay
 from tests.tui.helpers import wait_for
 
 OPTIONS = [("dev score", "score"), ("relevance", "relevance"), ("a label far too long to fit the picker", "long")]
@@ -39,6 +39,12 @@ def shown(select: Select[Any]) -> str:
     return "".join(strip.text for strip in chops)[region.x:region.right]
 
 
+async def open_with_enter(pilot: Any, select: Select[Any]) -> None:
+    select.focus()
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: select.expanded, what=f"{select.id}: the list opened")
+
+
 def test_this_textual_is_the_one_it_was_written_for() -> None:
     # If a Textual upgrade turns this False, the pickers fall back to plain Selects: still correct, but the
     # history's first page gets slower again (bench/history_scale.py) — look at light_select.py then.
@@ -63,9 +69,7 @@ async def test_keys_open_it_and_choose_like_select() -> None:
         chosen = {}
         for sel_id in ("plain", "light"):
             select = app.query_one(f"#{sel_id}", Select)
-            select.focus()
-            await pilot.press("enter")
-            await wait_for(pilot, lambda s=select: s.expanded, what=f"{sel_id}: the list opened")
+            await open_with_enter(pilot, select)
             if sel_id == "light":
                 assert shown(select).endswith("▲")
             await pilot.press("down", "down", "enter")
@@ -109,8 +113,6 @@ async def test_new_options_keep_working() -> None:
 
 
 async def test_its_list_comes_when_it_opens_with_the_choice_highlighted_as_select_does() -> None:
-    from textual.widgets._select import SelectOverlay
-
     app = Picker()
     async with app.run_test(size=(60, 20)) as pilot:
         highlighted = {}
@@ -118,9 +120,7 @@ async def test_its_list_comes_when_it_opens_with_the_choice_highlighted_as_selec
             select = app.query_one(f"#{sel_id}", Select)
             select.value = "long"  # chosen before the list was ever opened
             await pilot.pause()
-            select.focus()
-            await pilot.press("enter")
-            await wait_for(pilot, lambda s=select: s.expanded, what=f"{sel_id}: the list opened")
+            await open_with_enter(pilot, select)
             highlighted[sel_id] = select.query_one(SelectOverlay).highlighted
             await pilot.press("escape")
         assert highlighted["light"] == highlighted["plain"] == 3  # the blank option, then the three options
