@@ -13,6 +13,7 @@ from typing import Any
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer
+from textual.widgets._footer import FooterKey
 
 
 class QuietFooter(Footer):
@@ -33,7 +34,14 @@ class QuietFooter(Footer):
     def compose(self) -> ComposeResult:
         if self._bindings_ready:
             self._shown = self._keys_shown()
-        yield from super().compose()
+        for widget in super().compose():
+            if isinstance(widget, FooterKey) and not widget.has_class("-command-palette"):  # that one stays compact
+                # A FooterKey starts compact and is then bound to the footer's (not compact): its class is added
+                # and removed again as it mounts, each a restyle, for every key of every rebuild (~45 a history
+                # opening). Starting it as the footer is makes both no-ops.
+                widget.set_reactive(FooterKey.compact, self.compact)
+                widget.set_class(self.compact, "-compact", update=False)
+            yield widget
 
     def bindings_changed(self, screen: Screen[Any]) -> None:
         self._bindings_ready = True
