@@ -9,10 +9,11 @@ from __future__ import annotations
 from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from iz_tui.screens.base import BaseScreen
 from iz_tui.widgets.common import best_so_far, dedupe_top, fmt_score, short
+from iz_tui.widgets.footer import QuietFooter
 from iz_tui.widgets.plot import BestPlot
 
 
@@ -30,7 +31,7 @@ class CompareScreen(BaseScreen[None]):
         yield Static("", id="cmp-title")
         yield BestPlot("best dev score over evaluations", id="cmp-plot")
         yield DataTable(id="cmp-table", cursor_type="row", show_cursor=False)
-        yield Footer()
+        yield QuietFooter()
 
     def on_mount(self) -> None:
         h = self.history

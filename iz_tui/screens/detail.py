@@ -13,12 +13,13 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from iz_tui.messages import HistoryChanged
 from iz_tui.screens.base import BaseScreen
 from iz_tui.screens.modals import NoteModal
 from iz_tui.widgets.common import fmt_score, short
+from iz_tui.widgets.footer import QuietFooter
 
 
 class CandidateScreen(BaseScreen[None]):
@@ -44,7 +45,7 @@ class CandidateScreen(BaseScreen[None]):
         yield Static("", id="detail-scores")
         yield DataTable(id="detail-outputs", cursor_type="row", zebra_stripes=True)
         yield Static("", id="detail-output")
-        yield Footer()
+        yield QuietFooter()
 
     def on_mount(self) -> None:
         table = self.query_one("#detail-outputs", DataTable)

@@ -12,7 +12,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, Footer, Header, Input, Label, OptionList, Select, Static, TextArea
+from textual.widgets import Button, Header, Input, Label, OptionList, Select, Static, TextArea
 from textual.widgets.option_list import Option
 
 from engine.config import METHOD_HELP, METHODS
@@ -32,6 +32,7 @@ from iz_tui.requests import (
 )
 from iz_tui.screens.base import BaseScreen
 from iz_tui.screens.modals import ImportTaskModal
+from iz_tui.widgets.footer import QuietFooter
 from iz_tui.widgets.light_select import LightSelect
 
 
@@ -111,7 +112,7 @@ class HomeScreen(BaseScreen[None]):
             with Horizontal(classes="form-row"):
                 yield Button("Start ▶", variant="success", compact=True, id="start")
                 yield Static("", id="estimate")
-        yield Footer()
+        yield QuietFooter()
 
     def on_mount(self) -> None:
         self.query_one("#task-preview-box").can_focus = False  # one tab stop fewer between the task and the form

@@ -16,10 +16,11 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from iz_tui.screens.base import BaseScreen
 from iz_tui.widgets.common import fmt_score, short
+from iz_tui.widgets.footer import QuietFooter
 
 #: The splits shown, in order: dev (every scored candidate has it) and test (where both have test outputs).
 SPLITS = ("dev", "test")
@@ -56,7 +57,7 @@ class SideBySideScreen(BaseScreen[None]):
         yield Static("", id="sbs-head")
         yield DataTable(id="sbs-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="sbs-row")
-        yield Footer()
+        yield QuietFooter()
 
     def on_mount(self) -> None:
         table = self.query_one("#sbs-table", DataTable)

@@ -23,13 +23,14 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from engine.errors import IZError
 from engine.sweep.report import counts, sweep_table
 from iz_tui.messages import HistoryChanged
 from iz_tui.screens.base import BaseScreen
 from iz_tui.widgets.common import fmt_score, short
+from iz_tui.widgets.footer import QuietFooter
 
 #: How each status of a sweep or a cell is drawn.
 STATUS_STYLE = {"created": "dim", "pending": "dim", "running": "bold yellow", "finished": "green",
@@ -202,7 +203,7 @@ class SweepsScreen(_Polling):
         yield Header()
         yield DataTable(id="sweeps-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="sweeps-info")
-        yield Footer()
+        yield QuietFooter()
 
     @property
     def table(self) -> DataTable[Any]:
@@ -299,7 +300,7 @@ class SweepScreen(_Polling):
         yield DataTable(id="sweep-scores", cursor_type="none", show_cursor=False)
         yield DataTable(id="sweep-cells", cursor_type="row", zebra_stripes=True)
         yield Static("", id="sweep-info")
-        yield Footer()
+        yield QuietFooter()
 
     @property
     def scores(self) -> DataTable[Any]:

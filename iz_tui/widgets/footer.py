@@ -1,9 +1,11 @@
-"""The footer of the busy screens: Textual's Footer, rebuilt only when the keys it shows change.
+"""The footer of every screen: Textual's Footer, rebuilt only when the keys it shows change.
 
 Textual's Footer removes and mounts all its keys again on every change of the screen's bindings, and the screen
 reports one on each focus change and each ``refresh_bindings()``: six rebuilds (each styling and laying out a dozen
 widgets) while the history screen opens, one per new best candidate during a run. This one rebuilds at most once
 a refresh, and not at all when the keys it would show (key, label, enabled, tooltip) are those it shows already.
+A screen underneath another hears of the new screen's focus changes too: the home screen's plain Footer rebuilt
+its 14 keys every time the history opened over it.
 """
 
 from __future__ import annotations
