@@ -132,7 +132,7 @@ class IZApp(App[None]):
         return self._config
 
     def on_ready(self) -> None:
-        """Move everything alive once the first screen is up (modules, classes, the home screen: ~90,000 objects)
+        """Move everything alive once the first screen is up (modules, classes, the home screen: ~80,000 objects)
         out of the cyclic garbage collector's reach.
 
         Each screen a person opens and closes leaves thousands of widgets, styles and render caches in reference
