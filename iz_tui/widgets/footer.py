@@ -15,7 +15,11 @@ from typing import Any
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer
-from textual.widgets._footer import FooterKey
+
+try:  # a private name: without it the keys are simply left as Textual makes them
+    from textual.widgets._footer import FooterKey
+except ImportError:  # pragma: no cover - depends on the Textual release
+    FooterKey = None  # type: ignore[assignment,misc]
 
 
 class QuietFooter(Footer):
@@ -37,7 +41,7 @@ class QuietFooter(Footer):
         if self._bindings_ready:
             self._shown = self._keys_shown()
         for widget in super().compose():
-            if isinstance(widget, FooterKey) and not widget.has_class("-command-palette"):  # that one stays compact
+            if FooterKey is not None and isinstance(widget, FooterKey) and not widget.has_class("-command-palette"):  # that one stays compact
                 # A FooterKey starts compact and is then bound to the footer's (not compact): its class is added
                 # and removed again as it mounts, each a restyle, for every key of every rebuild (~45 a history
                 # opening). Starting it as the footer is makes both no-ops.
