@@ -38,13 +38,11 @@ else:
 if SUPPORTED:
 
     class OneLineCurrent(SelectCurrent):
-        """The closed Select as one line: the choice (or the dimmed placeholder), then the arrow."""
+        """The closed Select as one line: the choice (or the dimmed placeholder), then the arrow (inside
+        SelectCurrent's border when the Select is not compact)."""
 
-        DEFAULT_CSS = """
-        OneLineCurrent {
-            height: 1;
-        }
-        """
+        def get_content_height(self, container: Any, viewport: Any, width: int) -> int:
+            return 1  # SelectCurrent's ``height: auto`` would measure its children: it has none
 
         def compose(self) -> ComposeResult:
             return iter(())

@@ -25,6 +25,8 @@ class Picker(App[None]):
         yield Input(id="before")
         yield LightSelect(OPTIONS, prompt="any order", compact=True, id="light")
         yield Select(OPTIONS, prompt="any order", compact=True, id="plain")
+        yield LightSelect(OPTIONS, prompt="any order", id="light-framed")
+        yield Select(OPTIONS, prompt="any order", id="plain-framed")
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "light":
@@ -61,6 +63,10 @@ async def test_closed_it_is_three_widgets_where_select_is_six() -> None:
         assert len(plain.query("*")) == 5  # SelectCurrent, its three Statics, the overlay
         assert isinstance(light, Select)  # query_one(..., Select) finds it
         assert shown(light).startswith("any order") and shown(light).endswith("▼")
+        # with its border (not compact) it takes the room a plain Select takes
+        framed = app.query_one("#light-framed", LightSelect)
+        assert framed.region.height == app.query_one("#plain-framed", Select).region.height == 3
+        assert shown(framed).startswith("any order")
 
 
 async def test_keys_open_it_and_choose_like_select() -> None:
