@@ -88,22 +88,18 @@ if SUPPORTED:
                 super()._setup_options_renderables()
 
         def _watch_value(self, value: Any) -> None:
-            # Select's own also highlights the value in the option list, which may not be mounted yet (it
-            # highlights the value whenever it opens anyway).
+            if self._overlay() is not None:
+                super()._watch_value(value)  # it also highlights the value in the option list
+                return
+            # No option list yet (Select's own would fail looking for it): only the line and the message; the
+            # list highlights the value when it opens.
             self._value = value
             currents = self.query_children(OneLineCurrent)
             if not currents:
                 return
-            current = currents.first()
-            if value == self.NULL:
-                current.update(self.NULL)
-            else:
-                for index, (prompt, option) in enumerate(self._options):
-                    if option == value:
-                        if (overlay := self._overlay()) is not None:
-                            overlay.highlighted = index
-                        current.update(prompt)
-                        break
+            label = next((prompt for prompt, option in self._options if option == value), None)
+            if value == self.NULL or label is not None:
+                currents.first().update(self.NULL if value == self.NULL else label)
             self.post_message(self.Changed(self, value))
 
         def _watch_prompt(self, prompt: str) -> None:
