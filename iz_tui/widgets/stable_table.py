@@ -8,33 +8,64 @@ many times it was updated), its place, its width and the styles it is drawn with
 cells (clearing, sorting, removing, adding a column, a style or theme change, the options Textual clears its own
 caches for) starts afresh.
 
-It relies on one private method of DataTable, ``_render_cell``; if a Textual release changes its signature, the
-table is a plain DataTable (correct, only slower).
+A cell that is one line of plain ``rich.text.Text`` in a one-line row (every cell of the history's tables) is also
+drawn without Rich's general layout (``Styled(Padding(cell))`` through ``Console.render_lines``, about a fifth of a
+millisecond a cell, most of the time a page of new rows takes to paint): the text's own segments, cropped to the
+column, padded and styled as Textual styles them. Anything else takes Textual's path. The first cells drawn this way
+in a process are drawn both ways and compared (``CHECKED_CELLS``); one difference and the fast path is off for the
+rest of the process, so a Rich or Textual release that draws cells differently costs speed, not a wrong table.
+
+It relies on private methods of DataTable (``_render_cell``, ``_get_row_renderables``, ``_get_styles_to_render_cell``);
+if a Textual release changes their signatures, the table is a plain DataTable (correct, only slower).
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 from typing import Any
 
+from rich.cells import cell_len
+from rich.segment import Segment
 from rich.style import Style
+from rich.text import Text
 from textual.cache import LRUCache
 from textual.widgets import DataTable
 
-_EXPECTED = ["self", "row_index", "column_index", "base_style", "width", "cursor", "hover"]
+log = logging.getLogger(__name__)
+
+_EXPECTED = {
+    "_render_cell": ["self", "row_index", "column_index", "base_style", "width", "cursor", "hover"],
+    "_get_row_renderables": ["self", "row_index"],
+    "_get_styles_to_render_cell": [
+        "self", "is_header_cell", "is_row_label_cell", "is_fixed_style_cell", "hover", "cursor", "show_cursor",
+        "show_hover_cursor", "has_css_foreground_priority", "has_css_background_priority",
+    ],
+}
 
 
-def _supported() -> bool:
-    method = getattr(DataTable, "_render_cell", None)
+def _signature_is(name: str) -> bool:
+    method = getattr(DataTable, name, None)
     if method is None:
         return False
     try:
-        return list(inspect.signature(method).parameters) == _EXPECTED
+        return list(inspect.signature(getattr(method, "__wrapped__", method)).parameters) == _EXPECTED[name]
     except (TypeError, ValueError):
         return False
 
 
-SUPPORTED = _supported()
+SUPPORTED = _signature_is("_render_cell")
+#: Whether one-line Text cells are drawn by ``StableTable._fast_cell`` (switched off by the first difference found).
+FAST_CELLS = SUPPORTED and _signature_is("_get_row_renderables") and _signature_is("_get_styles_to_render_cell")
+#: Cells drawn both ways, per process, before the fast path is trusted.
+CHECKED_CELLS = 200
+_checks_left = CHECKED_CELLS
+_JOINER = Text("\n")
+
+
+def _visible(lines: list[list[Segment]]) -> list[list[tuple[str, Style | None]]]:
+    """What a line shows: its text and styles, with empty segments dropped and same-style neighbours merged."""
+    return [[(seg.text, seg.style) for seg in Segment.simplify(line) if seg.text] for line in lines]
 
 
 class StableTable(DataTable[Any]):
@@ -71,9 +102,57 @@ class StableTable(DataTable[Any]):
                    getattr(self, "_show_hover_cursor", None), getattr(self, "_pseudo_class_state", None))
             lines = self._kept.get(key)
             if lines is None:
-                lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+                lines = self._fast_cell(row_index, column_index, base_style, width, cursor, hover, height)
+                if lines is None:
+                    lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
                 self._kept.set(key, lines)
             return lines
+
+        def _fast_cell(self, row_index: int, column_index: int, base_style: Style, width: int, cursor: bool,
+                       hover: bool, height: int | None) -> list[list[Segment]] | None:
+            """The cell as Textual would draw it, for a one-line Text cell in a one-line row; None for others.
+
+            The first ``CHECKED_CELLS`` of the process are also drawn Textual's way and compared."""
+            global FAST_CELLS, _checks_left
+            if not FAST_CELLS or row_index < 0 or column_index < 0 or height != 1:
+                return None
+            lines = self._draw_text_cell(row_index, column_index, base_style, width, cursor, hover)
+            if lines is not None and _checks_left > 0:
+                _checks_left -= 1
+                expected = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+                if _visible(lines) != _visible(expected):
+                    FAST_CELLS = False
+                    log.warning("table cells: the fast path drew %r unlike Textual (%r); using Textual's",
+                                _visible(lines), _visible(expected))
+                    return expected
+            return lines
+
+        def _draw_text_cell(self, row_index: int, column_index: int, base_style: Style, width: int, cursor: bool,
+                            hover: bool) -> list[list[Segment]] | None:
+            """What ``Console.render_lines(Styled(Padding(cell)))`` gives for a one-line Text cell, without it."""
+            cell = self._get_row_renderables(row_index).cells[column_index]
+            padding = self.cell_padding
+            inner = width - 2 * padding
+            if (type(cell) is not Text or inner < 1 or cell.justify not in (None, "default", "left")
+                    or cell.overflow is not None or cell.no_wrap is False or "\n" in cell.plain
+                    or "\t" in cell.plain):
+                return None
+            fixed = row_index < self.fixed_rows or column_index < self.fixed_columns
+            component, post = self._get_styles_to_render_cell(
+                False, False, fixed, hover, cursor, self.show_cursor, self._show_hover_cursor,
+                self.cursor_foreground_priority == "css", self.cursor_background_priority == "css",
+            )
+            pre = base_style + Style.from_meta({"row": row_index, "column": column_index}) + component
+            text = cell
+            if cell_len(cell.plain) > inner:
+                text = cell.copy()
+                text.truncate(inner)
+            blank = pre + post
+            line = [Segment(" " * padding, blank)]
+            # Joined as Rich's Text.__rich_console__ joins its lines: the text's own style becomes a span of it.
+            line.extend(Segment.apply_style(_JOINER.join([text]).render(self.app.console), pre, post))
+            line.append(Segment(" " * (inner - cell_len(text.plain) + padding), blank))
+            return [line]
 
     # -- what changes a cell's rendering ------------------------------------------------------------------
     def update_cell(self, row_key: Any, column_key: Any, value: Any, *, update_width: bool = False) -> None:
