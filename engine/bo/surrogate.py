@@ -8,6 +8,7 @@ has paid for its evaluations and must still get proposals, so we keep the prior 
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Literal
@@ -17,7 +18,11 @@ from botorch.exceptions.errors import ModelFittingError
 from botorch.exceptions.warnings import InputDataWarning
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
-from gpytorch.kernels import Kernel, ScaleKernel
+from botorch.optim.closures import ForwardBackwardClosure
+from botorch.optim.utils import get_parameters_and_bounds
+from gpytorch.kernels import Kernel, MaternKernel, ScaleKernel
+from gpytorch.likelihoods import GaussianLikelihood
+from gpytorch.means import ConstantMean
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from linear_operator.utils.errors import NotPSDError
 from torch import Tensor
@@ -29,6 +34,13 @@ __all__ = ["KernelName", "Standardisation", "fit_surrogate", "standardise"]
 log = logging.getLogger(__name__)
 
 KernelName = Literal["coupled", "coupled_residual", "matern"]
+
+#: L-BFGS-B's relative tolerance for the coupled kernels' latent prefit. At scipy's default (2.2e-9) it spends 200-450
+#: loss evaluations creeping along lengthscales that plateau-shaped scores leave flat; at 1e-6, 70-160, with the
+#: marginal log-likelihood within 0.0003-0.005 per point. Where the fit stops on such a ridge is already at the
+#: mercy of rounding (a loss scaled by 1 + 2^-52 moves the synthetic benchmark's mean best value by up to 0.08,
+#: BENCHMARKS.md), and the looser stop measured inside that spread, for about half a BO step's time.
+PREFIT_FTOL = 1e-6
 
 #: Below this standard deviation the targets are treated as constant: dividing by it would amplify rounding noise
 #: into O(1) "signal" (or, at exactly zero, produce NaN: the seed's bug).
@@ -65,11 +77,14 @@ def _make_gp(Z: Tensor, y_std: Tensor, covar_module: Kernel) -> SingleTaskGP:
         return SingleTaskGP(Z, y_std.unsqueeze(-1), covar_module=covar_module, outcome_transform=None)
 
 
-def _latent_gp(Z: Tensor, y_std: Tensor, *, fit: bool) -> SingleTaskGP:
-    """A plain Matern-5/2 ARD GP on z: the "matern" ablation, and the source of the coupled kernels' latent kernel."""
+def _latent_gp(Z: Tensor, y_std: Tensor, *, fit: bool, ftol: float | None = None) -> SingleTaskGP:
+    """A plain Matern-5/2 ARD GP on z: the "matern" ablation, and the source of the coupled kernels' latent kernel.
+
+    ``ftol``: L-BFGS-B's relative tolerance on the loss (None: scipy's default, 2.2e-9); see ``PREFIT_FTOL``.
+    """
     model = _make_gp(Z, y_std, ScaleKernel(dim_scaled_matern(Z.shape[-1], ard=True, input_range=2.0)))
     if fit:
-        _fit_or_keep_prior(model)
+        _fit_or_keep_prior(model, dense_loss=True, ftol=ftol)
     return model
 
 
@@ -127,7 +142,7 @@ def fit_surrogate(
         latent_kernel = None
         prior_variance = 1.0
         if latent_prefit:
-            latent = _latent_gp(Z, y_std, fit=fit)
+            latent = _latent_gp(Z, y_std, fit=fit, ftol=PREFIT_FTOL)
             latent_kernel = latent.covar_module.base_kernel
             latent_kernel.raw_lengthscale.requires_grad_(False)
             prior_variance = float(latent.covar_module.outputscale.detach())
@@ -145,14 +160,22 @@ def fit_surrogate(
     return model
 
 
-def _fit_or_keep_prior(model: SingleTaskGP) -> None:
-    """Maximise the marginal likelihood; on any failure restore the initial hyperparameters and warn."""
+def _fit_or_keep_prior(model: SingleTaskGP, *, dense_loss: bool = False, ftol: float | None = None) -> None:
+    """Maximise the marginal likelihood; on any failure restore the initial hyperparameters and warn.
+
+    ``dense_loss``: evaluate the loss with ``dense_exact_closure`` (same optimiser, same parameters, the same value to
+    rounding) where it applies to ``model``; see there for why. ``ftol``: L-BFGS-B's tolerance (None: scipy's).
+    """
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     mll = ExactMarginalLogLikelihood(model.likelihood, model)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", InputDataWarning)
-            fit_gpytorch_mll(mll)
+            fit_gpytorch_mll(
+                mll,
+                closure=dense_exact_closure(mll) if dense_loss else None,
+                optimizer_kwargs=None if ftol is None else {"options": {"ftol": ftol}},
+            )
     except (ModelFittingError, NotPSDError, RuntimeError, ValueError) as exc:
         log.warning("GP marginal-likelihood fit failed (%s); keeping the initial hyperparameters", exc)
         model.load_state_dict(initial)
@@ -160,3 +183,67 @@ def _fit_or_keep_prior(model: SingleTaskGP) -> None:
     if not all(torch.isfinite(p).all() for p in model.parameters()):
         log.warning("GP fit produced non-finite hyperparameters; keeping the initial hyperparameters")
         model.load_state_dict(initial)
+
+
+#: How far (relative) the dense loss may be from gpytorch's at the starting point before it is not used: rounding
+#: differences are ~1e-15; a real disagreement (a changed default in gpytorch or botorch) is O(1e-3) or more.
+DENSE_LOSS_RTOL = 1e-9
+
+
+def dense_exact_closure(mll: ExactMarginalLogLikelihood) -> ForwardBackwardClosure | None:
+    """A forward-backward closure of ``mll``'s loss computed on plain tensors, or None where it does not apply.
+
+    Why: the latent GP's fit is most of a BO step's fit, and nearly all of it is L-BFGS-B's 200-400 loss evaluations
+    through gpytorch's lazy tensors, priors and distributions, each a few milliseconds of Python for a 150 x 150
+    Cholesky. The loss here is the same formula on dense tensors: -(log N(y; c, s K + noise I) + log priors) / n, with
+    the kernel's own ``forward`` and the model's own priors, so it tracks gpytorch's kernel and prior code; only the
+    Gaussian log-density is written out. It applies to a single-output exact GP with a ScaleKernel over a Matern
+    kernel, a constant mean, a homoskedastic Gaussian likelihood and no input or outcome transform (the latent GP), and
+    is used only if it equals gpytorch's own loss at the starting point (``DENSE_LOSS_RTOL``); otherwise None, and the
+    fit uses gpytorch's closure as before.
+    """
+    model = mll.model
+    kernel = model.covar_module
+    if not (
+        type(model.likelihood) is GaussianLikelihood
+        and type(model.mean_module) is ConstantMean
+        and type(kernel) is ScaleKernel
+        and type(kernel.base_kernel) is MaternKernel
+        and getattr(model, "input_transform", None) is None
+        and getattr(model, "outcome_transform", None) is None
+        and model.train_targets.ndim == 1
+        and not list(model.added_loss_terms())
+    ):
+        return None
+    (train_x,) = model.train_inputs
+    train_y = model.train_targets
+    n = train_y.shape[0]
+    eye = torch.eye(n, dtype=train_x.dtype, device=train_x.device)
+    constant = 0.5 * n * math.log(2.0 * math.pi)
+
+    def gpytorch_loss() -> Tensor:
+        return -mll(model(train_x), train_y)
+
+    def loss() -> Tensor:
+        covar = (
+            kernel.outputscale * kernel.base_kernel.forward(train_x, train_x) + model.likelihood.noise * eye
+        )
+        factor, info = torch.linalg.cholesky_ex(covar)
+        if bool(info):
+            # Not positive definite at these hyperparameters: gpytorch's path retries with jitter; let it.
+            return gpytorch_loss()
+        residual = (train_y - model.mean_module.constant).unsqueeze(-1)
+        whitened = torch.linalg.solve_triangular(factor, residual, upper=False)
+        log_likelihood = -0.5 * whitened.square().sum() - factor.diagonal().log().sum() - constant
+        for _, module, prior, closure, _ in model.named_priors():
+            log_likelihood = log_likelihood + prior.log_prob(closure(module)).sum()
+        return -log_likelihood / n
+
+    parameters = {name: p for name, p in get_parameters_and_bounds(mll)[0].items() if p.requires_grad}
+    mll.train()
+    with torch.no_grad():
+        reference, dense = float(gpytorch_loss()), float(loss())
+    if not (math.isfinite(dense) and abs(dense - reference) <= DENSE_LOSS_RTOL * max(1.0, abs(reference))):
+        log.debug("dense loss %r differs from gpytorch's %r; fitting with gpytorch's", dense, reference)
+        return None
+    return ForwardBackwardClosure(loss, parameters)

@@ -169,7 +169,7 @@ def test_failed_fit_keeps_initial_hyperparameters(
 ) -> None:
     import engine.bo.surrogate as surrogate
 
-    def broken_fit(mll: object) -> None:
+    def broken_fit(mll: object, **kwargs: object) -> None:
         # Half-way through a real failure the parameters can be garbage: simulate that, then fail.
         for p in mll.model.parameters():  # type: ignore[attr-defined]
             p.data.fill_(float("nan"))
