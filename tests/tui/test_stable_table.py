@@ -109,3 +109,61 @@ async def test_a_difference_switches_the_fast_path_off(monkeypatch: pytest.Monke
         await pilot.pause()
         assert not stable_table.FAST_CELLS  # checked: the first difference turned it off ...
         assert drawn(app.query_one(StableTable)) == textual[0]  # ... and Textual's cells were drawn
+
+
+class Growing(App[None]):
+    CSS = "#fill { height: 1fr; } #auto { height: auto; max-height: 6; }"
+
+    def compose(self) -> ComposeResult:
+        yield StableTable(id="fill")
+        yield StableTable(id="auto")
+
+    def on_mount(self) -> None:
+        for table in self.query(StableTable):
+            table.add_column("n", key="n")
+
+
+async def _rows(pilot: Any, table: StableTable, n: int) -> None:
+    start = table.row_count
+    for i in range(start, start + n):
+        table.add_row(Text(f"row {i}"))
+    await pilot.pause()
+    await pilot.pause()
+
+
+async def test_new_rows_lay_out_the_screen_only_when_a_scrollbar_or_the_size_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from textual.screen import Screen
+
+    layouts: list[int] = []
+    real = Screen._refresh_layout
+
+    def counted(self: Screen[Any], *args: Any, **kwargs: Any) -> Any:
+        layouts.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Screen, "_refresh_layout", counted)
+    app = Growing()
+    async with app.run_test(size=(40, 24)) as pilot:
+        await pilot.pause()
+        fill, auto = app.query_one("#fill", StableTable), app.query_one("#auto", StableTable)
+        await _rows(pilot, fill, 3)
+        assert not fill.show_vertical_scrollbar
+        await _rows(pilot, fill, 40)  # more rows than fit: the scrollbar appears, which needs a layout
+        assert fill.show_vertical_scrollbar
+        layouts.clear()
+        await _rows(pilot, fill, 40)  # the scrollbar was there already: no layout of the screen
+        assert not layouts
+        fill.scroll_end(animate=False)
+        await pilot.pause()
+        assert fill.max_scroll_y == fill.virtual_size.height - fill.scrollable_content_region.height
+        assert "row 82" in "".join(line.text for line in fill.render_lines(fill.scrollable_content_region))
+        fill.clear()
+        await _rows(pilot, fill, 2)  # back to a few rows: the scrollbar goes
+        assert not fill.show_vertical_scrollbar and fill.max_scroll_y == 0
+        # A table whose height follows its rows (Textual's default) still grows with them.
+        await _rows(pilot, auto, 1)
+        before = auto.size.height
+        await _rows(pilot, auto, 3)
+        assert auto.size.height > before
