@@ -30,8 +30,6 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.cache import LRUCache
-from textual.geometry import Size
-from textual.reactive import Reactive
 from textual.widgets import DataTable
 
 log = logging.getLogger(__name__)
@@ -81,26 +79,6 @@ class StableTable(DataTable[Any]):
         self._cell_versions: dict[tuple[Any, Any], int] = {}
         self._epoch = 0
         super().__init__(*args, **kwargs)
-
-    #: Declared again without Widget's ``layout=True``: see ``_watch_virtual_size``.
-    virtual_size: Reactive[Size] = Reactive(Size(0, 0))
-
-    def _watch_virtual_size(self, size: Size) -> None:
-        """New rows change the scrollable size, which needs the scrollbars updated, not the screen laid out again.
-
-        Widget's ``virtual_size`` asks for a layout of the whole screen on every change: a run screen took 17 of
-        them while a 150-evaluation run streamed in, 7 for new rows alone, each 40-70 ms here, the longest pauses
-        between keys. A scrollbar that appears or goes still asks for one (``show_vertical_scrollbar`` and its
-        horizontal twin are reactives with ``layout=True``), and so does a table whose own size follows its
-        content (``height`` or ``width: auto``, Textual's default for a DataTable).
-        """
-        if not self.is_mounted:
-            return
-        height, width = self.styles.height, self.styles.width
-        if height is None or width is None or height.is_auto or width.is_auto:
-            self.refresh(layout=True)
-        else:
-            self._scroll_update(size)
 
     def _start_afresh(self) -> None:
         self._epoch += 1
