@@ -4,7 +4,12 @@ Each objective returns (mean score, per-"example" score vector), as a task's dev
 instruction-coupled kernel has score vectors to couple. Prints the best value found (mean over seeds) per kernel
 and its ratio to random search with the same budget, measured in the same run.
 
-    .venv/bin/python bench/bench_bo.py [--seeds 0 1 2] [--d 10] [--init 10] [--iters 3] [--q 5]
+    .venv/bin/python bench/bench_bo.py [--seeds 0 1 2] [--d 10] [--init 10] [--iters 3] [--q 5] [--loss-ulps K]
+
+``--loss-ulps K`` multiplies every GP fit's loss by 1 + K * 2^-52 (in this process only), a change of the last
+binary digit: the GP fits stop on flat ridges of the likelihood wherever rounding leads them, so runs with K = 0,
+1, -1, 2 show how far rounding alone moves these figures. A change to the BO is only distinguishable from that
+spread if it moves the figures further (BENCHMARKS.md, ninth session).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -41,6 +47,29 @@ def make_objectives(d: int) -> dict:
     return {"bumps": bumps, "quantised": quantised}
 
 
+def perturb_fits(ulps: int) -> None:
+    """Make every GP fit of engine.bo minimise its loss times (1 + ulps * 2^-52), a rounding-sized change."""
+    from botorch.optim.closures import ForwardBackwardClosure
+    from botorch.optim.utils import get_parameters_and_bounds
+
+    import engine.bo.surrogate as surrogate
+
+    real = surrogate.fit_gpytorch_mll
+    factor = 1.0 + ulps * 2.0**-52
+
+    def fit(mll: Any, closure: Any = None, **kwargs: Any) -> Any:
+        if closure is None:  # gpytorch's own loss, as botorch would build it
+            model = mll.model
+            parameters = {n: p for n, p in get_parameters_and_bounds(mll)[0].items() if p.requires_grad}
+            closure = ForwardBackwardClosure(
+                lambda: -mll(model(*model.train_inputs), model.train_targets), parameters
+            )
+        forward = closure.forward
+        return real(mll, closure=ForwardBackwardClosure(lambda: forward() * factor, closure.parameters), **kwargs)
+
+    surrogate.fit_gpytorch_mll = fit
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -49,11 +78,14 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--q", type=int, default=5)
     ap.add_argument("--kernels", nargs="+", default=["coupled", "coupled_residual", "matern"])
+    ap.add_argument("--loss-ulps", type=int, default=0, help="multiply every GP fit's loss by 1 + K * 2^-52")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.loss_ulps:
+        perturb_fits(args.loss_ulps)
     budget = dict(d=args.d, n_init=args.init, n_iter=args.iters, q=args.q)
     print(f"d={args.d}, {args.init} initial + {args.iters} x {args.q}, seeds {args.seeds}; best value found "
-          "(mean over seeds), ratio to random search in this run")
+          f"(mean over seeds), ratio to random search in this run; loss x (1 + {args.loss_ulps} * 2^-52)")
     print(f"{'objective':<10} {'method':<20} {'best':>6} {'ratio':>6} {'sec/run':>8}")
     for name, fn in make_objectives(args.d).items():
         t0 = time.perf_counter()
