@@ -49,7 +49,7 @@ def make_objectives(d: int) -> dict:
 
 def perturb_fits(ulps: int) -> None:
     """Make every GP fit of engine.bo minimise its loss times (1 + ulps * 2^-52), a rounding-sized change."""
-    from botorch.optim.closures import ForwardBackwardClosure
+    from botorch.optim.closures import ForwardBackwardClosure, get_loss_closure_with_grads
     from botorch.optim.utils import get_parameters_and_bounds
 
     import engine.bo.surrogate as surrogate
@@ -58,12 +58,8 @@ def perturb_fits(ulps: int) -> None:
     factor = 1.0 + ulps * 2.0**-52
 
     def fit(mll: Any, closure: Any = None, **kwargs: Any) -> Any:
-        if closure is None:  # gpytorch's own loss, as botorch would build it
-            model = mll.model
-            parameters = {n: p for n, p in get_parameters_and_bounds(mll)[0].items() if p.requires_grad}
-            closure = ForwardBackwardClosure(
-                lambda: -mll(model(*model.train_inputs), model.train_targets), parameters
-            )
+        if closure is None:  # gpytorch's own loss, the closure botorch would build
+            closure = get_loss_closure_with_grads(mll, get_parameters_and_bounds(mll, requires_grad=True)[0])
         forward = closure.forward
         return real(mll, closure=ForwardBackwardClosure(lambda: forward() * factor, closure.parameters), **kwargs)
 

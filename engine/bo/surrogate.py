@@ -239,7 +239,8 @@ def dense_exact_closure(mll: ExactMarginalLogLikelihood) -> ForwardBackwardClosu
             log_likelihood = log_likelihood + prior.log_prob(closure(module)).sum()
         return -log_likelihood / n
 
-    parameters = {name: p for name, p in get_parameters_and_bounds(mll)[0].items() if p.requires_grad}
+    # The same parameters, in the same order, as botorch's scipy fit pairs with the closure's gradients.
+    parameters = get_parameters_and_bounds(mll, requires_grad=True)[0]
     mll.train()
     with torch.no_grad():
         reference, dense = float(gpytorch_loss()), float(loss())
