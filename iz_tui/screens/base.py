@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from textual import events
 from textual.screen import Screen
 
 if TYPE_CHECKING:  # iz_tui.app imports the screens (lazily): a runtime import here would be a cycle
@@ -29,6 +30,17 @@ class BaseScreen(Screen[ResultType]):
         # type-check against Textual's own declaration). At run time the inherited ``app`` already returns the
         # running IZApp, so nothing is imported or checked on each access.
         app = getters.app(IZApp)
+
+    _resumed = False
+
+    def _on_screen_resume(self, event: events.ScreenResume) -> None:
+        """The first time a screen is shown, skip Textual's restyle of all of it: every widget was styled when
+        it was mounted, moments before, and every change since restyled what it touched (a focus change, a class
+        added). Restyling 40 widgets again was a tenth of opening the history. Later resumes are Textual's. Runs
+        before Textual's own handler (handlers run in MRO order), which reads ``refresh_styles``."""
+        if not self._resumed:
+            self._resumed = True
+            event.refresh_styles = False
 
     @property
     def history(self) -> History:

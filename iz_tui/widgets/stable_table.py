@@ -15,7 +15,12 @@ column, padded and styled as Textual styles them. Anything else takes Textual's 
 in a process are drawn both ways and compared (``CHECKED_CELLS``); one difference and the fast path is off for the
 rest of the process, so a Rich or Textual release that draws cells differently costs speed, not a wrong table.
 
-It relies on private methods of DataTable (``_render_cell``, ``_get_row_renderables``, ``_get_styles_to_render_cell``);
+New rows' column widths are measured the same way: a plain ``Text`` is as wide as its longest line (what Rich's
+measure says, without building console options for each cell); checked against Textual's for the first
+``CHECKED_WIDTHS`` cells, as above.
+
+It relies on private methods of DataTable (``_render_cell``, ``_get_row_renderables``, ``_get_styles_to_render_cell``,
+``_update_dimensions``);
 if a Textual release changes their signatures, the table is a plain DataTable (correct, only slower).
 """
 
@@ -30,6 +35,7 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.cache import LRUCache
+from textual.render import measure
 from textual.widgets import DataTable
 
 log = logging.getLogger(__name__)
@@ -37,6 +43,7 @@ log = logging.getLogger(__name__)
 _EXPECTED = {
     "_render_cell": ["self", "row_index", "column_index", "base_style", "width", "cursor", "hover"],
     "_get_row_renderables": ["self", "row_index"],
+    "_update_dimensions": ["self", "new_rows"],
     "_get_styles_to_render_cell": [
         "self", "is_header_cell", "is_row_label_cell", "is_fixed_style_cell", "hover", "cursor", "show_cursor",
         "show_hover_cursor", "has_css_foreground_priority", "has_css_background_priority",
@@ -60,6 +67,11 @@ FAST_CELLS = SUPPORTED and _signature_is("_get_row_renderables") and _signature_
 #: Cells drawn both ways, per process, before the fast path is trusted.
 CHECKED_CELLS = 200
 _checks_left = CHECKED_CELLS
+#: Whether new rows' column widths are measured by ``StableTable._text_width`` (off at the first difference).
+FAST_WIDTHS = _signature_is("_get_row_renderables") and _signature_is("_update_dimensions")
+#: Cell widths measured both ways, per process, before the fast measure is trusted.
+CHECKED_WIDTHS = 200
+_width_checks_left = CHECKED_WIDTHS
 _JOINER = Text("\n")
 
 
@@ -153,6 +165,50 @@ class StableTable(DataTable[Any]):
             line.extend(Segment.apply_style(_JOINER.join([text]).render(self.app.console), pre, post))
             line.append(Segment(" " * (inner - cell_len(text.plain) + padding), blank))
             return [line]
+
+    def _update_dimensions(self, new_rows: Any) -> None:
+        """Column widths of new rows without asking Rich to measure each cell: Textual measures every cell of every
+        new row (``textual.render.measure``: console options built afresh, the terminal's size asked for each
+        time), a tenth of opening the history (900 cells a page). A plain one-line ``Text`` is as wide as its
+        longest line, which is what Rich's measure returns for it; other renderables are measured as Textual
+        does. Rows with labels or automatic height go Textual's way entirely. The first ``CHECKED_WIDTHS`` widths
+        of a process are also measured Textual's way; one difference switches this off."""
+        global FAST_WIDTHS, _width_checks_left
+        rows = list(new_rows)
+        placed = []
+        for row_key in rows:
+            row_index = self._row_locations.get(row_key)
+            row = self.rows.get(row_key)
+            if row_index is None or row is None:
+                continue  # removed before this ran, as Textual allows
+            if not FAST_WIDTHS or row.auto_height or row.label is not None:
+                super()._update_dimensions(rows)
+                return
+            placed.append(row_index)
+        console = self.app.console
+        columns = self.ordered_columns
+        for row_index in placed:
+            for column, cell in zip(columns, self._get_row_renderables(row_index).cells, strict=False):  # as Textual
+                width = self._text_width(cell) if FAST_WIDTHS else None
+                if width is None:
+                    width = measure(console, cell, 1)
+                elif _width_checks_left > 0:
+                    _width_checks_left -= 1
+                    expected = measure(console, cell, 1)
+                    if expected != width:
+                        FAST_WIDTHS = False
+                        log.warning("table widths: measured %r as %d, Textual as %d; using Textual's",
+                                    cell, width, expected)
+                        width = expected
+                column.content_width = max(column.content_width, width)
+        super()._update_dimensions([])  # the rest as Textual does it: the scrollable size
+
+    @staticmethod
+    def _text_width(cell: Any) -> int | None:
+        """The width Rich measures for a plain ``Text`` (its longest line), None for anything else."""
+        if type(cell) is not Text:
+            return None
+        return max((cell_len(line) for line in cell.plain.splitlines()), default=0)
 
     # -- what changes a cell's rendering ------------------------------------------------------------------
     def update_cell(self, row_key: Any, column_key: Any, value: Any, *, update_width: bool = False) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.css.stylesheet import Stylesheet
 from textual.widgets import Checkbox, DataTable, Input, Select
 
 from engine.usage import Usage
@@ -561,3 +562,35 @@ async def test_a_long_list_is_added_a_page_at_a_time(filled, history) -> None:
         assert str(table.get_cell(str(listed[-1]), "star")) == "★"
         assert str(table.get_cell(str(listed[-1]), "sel")) == "✓"  # the selection survived the reload
         assert "272 candidates · 1 selected" in text_of(app, "#hist-info")
+
+
+def _styles(screen: HistoryScreen) -> dict[int, Any]:
+    """Every node's rules and its component classes' rules: what a restyle sets."""
+    return {
+        id(node): (dict(node.styles.base._rules),
+                   {name: dict(styles.base._rules) for name, styles in node._component_styles.items()})
+        for node in screen.walk_children(with_self=True)
+    }
+
+
+async def test_a_screen_shown_the_first_time_is_styled_once_and_completely(filled, monkeypatch) -> None:
+    restyled: list[list[Any]] = []
+    real = Stylesheet.update_nodes
+
+    def spy(self: Stylesheet, nodes: Any, animate: bool = False) -> None:
+        restyled.append(list(nodes))
+        real(self, restyled[-1], animate=animate)
+
+    monkeypatch.setattr(Stylesheet, "update_nodes", spy)
+    app = IZApp(config=default_config())
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _history(pilot, app)
+        await wait_for(pilot, lambda: screen.table.row_count, what="rows")
+        await pilot.pause()
+        assert len(_styles(screen)) > 30 and not any(screen in nodes for nodes in restyled)  # not restyled whole
+        before = _styles(screen)
+        app.stylesheet.update_nodes(screen.walk_children(with_self=True), animate=False)
+        assert _styles(screen) == before  # a full restyle changes nothing: the skipped one had nothing to do
+        await pilot.press("down", "slash")  # focus moves: what it touches is restyled as before
+        await wait_for(pilot, lambda: isinstance(screen.focused, Input), what="search focused")
+        assert any(screen.filter_bar.query_one("#search") in nodes for nodes in restyled)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from rich.padding import Padding
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.strip import Strip
@@ -109,3 +110,77 @@ async def test_a_difference_switches_the_fast_path_off(monkeypatch: pytest.Monke
         await pilot.pause()
         assert not stable_table.FAST_CELLS  # checked: the first difference turned it off ...
         assert drawn(app.query_one(StableTable)) == textual[0]  # ... and Textual's cells were drawn
+
+
+class AutoWidths(App[None]):
+    """Columns as wide as their widest cell (the history's instruction column), rows plain, labelled or not."""
+
+    CSS = "DataTable { height: 10; }"
+
+    def __init__(self, label: str | None = None) -> None:
+        super().__init__()
+        self.label = label
+
+    def compose(self) -> ComposeResult:
+        yield StableTable(cursor_type="row")
+
+    def on_mount(self) -> None:
+        table = self.query_one(StableTable)
+        for label in ("a", "b", "c", "text"):
+            table.add_column(label)  # no width: measured from the cells
+        for i, row in enumerate(ROWS):
+            table.add_row(*row, label=self.label if i == 1 else None)
+        table.add_row(Padding(Text("padded"), (0, 3)), "x", "y", "z")  # not a Text: measured as Textual does
+
+
+async def widths(monkeypatch: pytest.MonkeyPatch, *, fast: bool, label: str | None = None) -> tuple[Any, ...]:
+    """The columns' measured widths and the table as drawn, fast widths on or off."""
+    monkeypatch.setattr(stable_table, "FAST_WIDTHS", fast)
+    app = AutoWidths(label)
+    async with app.run_test(size=(100, 12)) as pilot:
+        await pilot.pause()
+        table = app.query_one(StableTable)
+        return [c.content_width for c in table.ordered_columns], drawn(table)
+
+
+def test_this_textual_measures_as_it_was_written_for() -> None:
+    # If an upgrade turns this False, new rows are measured through Rich: correct, only slower.
+    assert stable_table.FAST_WIDTHS
+
+
+async def test_fast_widths_are_textuals(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stable_table, "_width_checks_left", 0)  # no safety net: the fast measure alone
+    measured: list[int | None] = []
+    real = StableTable._text_width
+
+    def counted(cell: Any) -> int | None:
+        measured.append(real(cell))
+        return measured[-1]
+
+    monkeypatch.setattr(StableTable, "_text_width", staticmethod(counted))
+    textual = await widths(monkeypatch, fast=False)
+    assert not measured
+    assert await widths(monkeypatch, fast=True) == textual
+    assert textual[0][3] == len(LONG) + 1  # the long text sets its column (和 is two cells wide)
+    assert sum(w is not None for w in measured) == 4 * len(ROWS) + 3 and None in measured  # the Padding: Textual's
+
+
+async def test_labelled_rows_are_measured_textuals_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stable_table, "_width_checks_left", 0)
+    calls: list[Any] = []
+    monkeypatch.setattr(StableTable, "_text_width", staticmethod(lambda cell: calls.append(cell)))  # never asked
+    textual = await widths(monkeypatch, fast=False, label="a row label")
+    assert await widths(monkeypatch, fast=True, label="a row label") == textual
+    assert not calls
+
+
+async def test_a_width_difference_switches_the_fast_measure_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    textual = await widths(monkeypatch, fast=False)
+    real = StableTable._text_width
+    monkeypatch.setattr(StableTable, "_text_width", staticmethod(lambda cell: None if (w := real(cell)) is None
+                                                                  else w + 1))  # a Rich that measures differently
+    monkeypatch.setattr(stable_table, "_width_checks_left", 0)
+    assert await widths(monkeypatch, fast=True) != textual  # unchecked, the difference would show
+    monkeypatch.setattr(stable_table, "_width_checks_left", 5)
+    assert await widths(monkeypatch, fast=True) == textual  # checked: Textual's widths ...
+    assert not stable_table.FAST_WIDTHS  # ... and the fast measure off for the process
