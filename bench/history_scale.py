@@ -28,7 +28,8 @@ Then, each the median of ``--repeats`` runs (after one warm-up):
   says so), and the largest gap between two input events handled while a paper-size run (150 evaluations)
   streams its events into the run screen;
 - start-up: ``iz`` cold start to the first screen drawn and ``iz --help``, each against ``python -c pass`` timed
-  alternately in the same run.
+  alternately in the same run; and the history's first opening in a fresh process (``h`` a second after the
+  first screen; the TUI rows above open it after a warm-up and count the later openings).
 
 ``--grouped-before REF`` adds a table of the grouped pages (every order, filters, a search) against the grouped SQL
 of ``engine/store/history.py`` at a git ref, alternately on the same store, the same rows asserted.
@@ -540,6 +541,37 @@ class A(IZApp):
 A().run(headless=True, size=(120, 40))
 """
 
+#: A fresh process: the first screen up, a pause, then ``h``; prints ms from the key to the first frame with rows.
+#: Nothing of the history is imported beforehand: what the person's first ``h`` after start costs.
+FIRST_OPEN = """
+import asyncio, sys, time
+from pathlib import Path
+from engine.config import Config
+from iz_tui.app import IZApp
+shown = []
+class A(IZApp):
+    CSS_PATH = IZApp.CSS_PATH if "/" in IZApp.CSS_PATH else __import__("iz_tui").__path__[0] + "/iz.tcss"
+    def _display(self, screen, renderable):
+        try:
+            if not shown and type(screen).__name__ == "HistoryScreen" and screen.table.row_count:
+                shown.append(time.perf_counter())
+        except Exception:
+            pass  # not composed yet
+        super()._display(screen, renderable)
+async def main():
+    app = A(history_path=Path(sys.argv[1]), config=Config())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(float(sys.argv[2]))
+        t = time.perf_counter()
+        await pilot.press("h")
+        while not shown:
+            await asyncio.sleep(0.001)
+        print((shown[0] - t) * 1000)
+asyncio.run(main())
+"""
+#: Seconds between the first screen and the key in FIRST_OPEN (a person reads the home screen first).
+FIRST_OPEN_AFTER_S = 1.0
+
 
 def startup_rows(home: Path, repeats: int) -> list[tuple[str, float, str]]:
     python = sys.executable
@@ -557,7 +589,17 @@ def startup_rows(home: Path, repeats: int) -> list[tuple[str, float, str]]:
             if i:
                 times[name].append(dt)
     base = statistics.median(times["pass"])
+    firsts = []
+    for _ in range(repeats):
+        proc = subprocess.run([python, "-c", FIRST_OPEN, str(home / "history.db"), str(FIRST_OPEN_AFTER_S)], env=env,
+                              capture_output=True, cwd=str(home), text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"first opening failed: {proc.stderr[-500:]}")
+        firsts.append(float(proc.stdout.split()[-1]))
     return [
+        ("TUI: history, first opening after start", statistics.median(firsts),
+         f"a fresh process each time, h {FIRST_OPEN_AFTER_S:.0f} s after the first screen; slowest of "
+         f"{len(firsts)} {max(firsts):.0f} ms"),
         ("start: python -c pass (baseline)", base, "x1.0"),
         ("start: iz cold start to the first screen", statistics.median(times["tui"]),
          f"x{statistics.median(times['tui']) / base:.1f} python -c pass"),
