@@ -67,8 +67,9 @@ FAST_CELLS = SUPPORTED and _signature_is("_get_row_renderables") and _signature_
 #: Cells drawn both ways, per process, before the fast path is trusted.
 CHECKED_CELLS = 200
 _checks_left = CHECKED_CELLS
+WIDTHS_SUPPORTED = _signature_is("_get_row_renderables") and _signature_is("_update_dimensions")
 #: Whether new rows' column widths are measured by ``StableTable._text_width`` (off at the first difference).
-FAST_WIDTHS = _signature_is("_get_row_renderables") and _signature_is("_update_dimensions")
+FAST_WIDTHS = WIDTHS_SUPPORTED
 #: Cell widths measured both ways, per process, before the fast measure is trusted.
 CHECKED_WIDTHS = 200
 _width_checks_left = CHECKED_WIDTHS
@@ -166,42 +167,46 @@ class StableTable(DataTable[Any]):
             line.append(Segment(" " * (inner - cell_len(text.plain) + padding), blank))
             return [line]
 
-    def _update_dimensions(self, new_rows: Any) -> None:
-        """Column widths of new rows without asking Rich to measure each cell: Textual measures every cell of every
-        new row (``textual.render.measure``: console options built afresh, the terminal's size asked for each
-        time), a tenth of opening the history (900 cells a page). A plain one-line ``Text`` is as wide as its
-        longest line, which is what Rich's measure returns for it; other renderables are measured as Textual
-        does. Rows with labels or automatic height go Textual's way entirely. The first ``CHECKED_WIDTHS`` widths
-        of a process are also measured Textual's way; one difference switches this off."""
-        global FAST_WIDTHS, _width_checks_left
-        rows = list(new_rows)
-        placed = []
-        for row_key in rows:
-            row_index = self._row_locations.get(row_key)
-            row = self.rows.get(row_key)
-            if row_index is None or row is None:
-                continue  # removed before this ran, as Textual allows
-            if not FAST_WIDTHS or row.auto_height or row.label is not None:
-                super()._update_dimensions(rows)
-                return
-            placed.append(row_index)
-        console = self.app.console
-        columns = self.ordered_columns
-        for row_index in placed:
-            for column, cell in zip(columns, self._get_row_renderables(row_index).cells, strict=False):  # as Textual
-                width = self._text_width(cell) if FAST_WIDTHS else None
-                if width is None:
-                    width = measure(console, cell, 1)
-                elif _width_checks_left > 0:
-                    _width_checks_left -= 1
-                    expected = measure(console, cell, 1)
-                    if expected != width:
-                        FAST_WIDTHS = False
-                        log.warning("table widths: measured %r as %d, Textual as %d; using Textual's",
-                                    cell, width, expected)
-                        width = expected
-                column.content_width = max(column.content_width, width)
-        super()._update_dimensions([])  # the rest as Textual does it: the scrollable size
+    if WIDTHS_SUPPORTED:  # else Textual's own: an override of a changed signature would break its calls
+
+        def _update_dimensions(self, new_rows: Any) -> None:
+            """Column widths of new rows without asking Rich to measure each cell: Textual measures every cell
+            of every new row (``textual.render.measure``: console options built afresh, the terminal's size asked
+            for each time), a tenth of opening the history (900 cells a page). A plain one-line ``Text`` is as
+            wide as its longest line, which is what Rich's measure returns for it; other renderables are measured
+            as Textual does. Rows with labels or automatic height go Textual's way entirely. The first
+            ``CHECKED_WIDTHS`` widths of a process are also measured Textual's way; one difference switches this
+            off."""
+            global FAST_WIDTHS, _width_checks_left
+            rows = list(new_rows)
+            placed = []
+            for row_key in rows:
+                row_index = self._row_locations.get(row_key)
+                row = self.rows.get(row_key)
+                if row_index is None or row is None:
+                    continue  # removed before this ran, as Textual allows
+                if not FAST_WIDTHS or row.auto_height or row.label is not None:
+                    super()._update_dimensions(rows)
+                    return
+                placed.append(row_index)
+            console = self.app.console
+            columns = self.ordered_columns
+            for row_index in placed:
+                cells = self._get_row_renderables(row_index).cells
+                for column, cell in zip(columns, cells, strict=False):  # not strict, as Textual's
+                    width = self._text_width(cell) if FAST_WIDTHS else None
+                    if width is None:
+                        width = measure(console, cell, 1)
+                    elif _width_checks_left > 0:
+                        _width_checks_left -= 1
+                        expected = measure(console, cell, 1)
+                        if expected != width:
+                            FAST_WIDTHS = False
+                            log.warning("table widths: measured %r as %d, Textual as %d; using Textual's",
+                                        cell, width, expected)
+                            width = expected
+                    column.content_width = max(column.content_width, width)
+            super()._update_dimensions([])  # the rest as Textual does it: the scrollable size
 
     @staticmethod
     def _text_width(cell: Any) -> int | None:
