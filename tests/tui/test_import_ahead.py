@@ -27,12 +27,13 @@ from iz_tui.app import IZApp
 WATCHED = ("sqlite_utils", "engine.store", "iz_tui.screens.history", "iz_tui.screens.run")
 class A(IZApp):
     CSS_PATH = str(Path(sys.argv[2]) / "iz_tui" / "iz.tcss")
+    IMPORT_AHEAD_S = 1.0  # room for a slow machine to reach the first check before the imports start
 async def main():
     app = A(history_path=Path(sys.argv[1]), config=Config())
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         print("at start", *[m for m in WATCHED if m in sys.modules])
-        for _ in range(100):
+        for _ in range(300):
             await pilot.pause(0.05)
             if all(m in sys.modules for m in WATCHED):
                 break
