@@ -32,13 +32,13 @@ async def main():
     app = A(history_path=Path(sys.argv[1]), config=Config())
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
-        print("at start", *[m for m in WATCHED if m in sys.modules])
+        print("start:", *[m for m in WATCHED if m in sys.modules])
         for _ in range(300):
             await pilot.pause(0.05)
             if all(m in sys.modules for m in WATCHED):
                 break
-        print("later", *[m for m in WATCHED if m in sys.modules])
-        print("screen", type(app.screen).__name__)
+        print("later:", *[m for m in WATCHED if m in sys.modules])
+        print("screen:", type(app.screen).__name__)
 asyncio.run(main())
 """
 
@@ -47,11 +47,11 @@ def test_the_history_modules_are_imported_after_the_first_screen(tmp_path: Path)
     proc = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path / "history.db"), str(ROOT)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    lines = dict(line.split(" ", 1) if " " in line else (line, "") for line in proc.stdout.splitlines())
-    assert "sqlite_utils" not in lines["at"]  # the first screen did not wait for them ...
-    assert lines["later"].split() == ["sqlite_utils", "engine.store", "iz_tui.screens.history",
-                                      "iz_tui.screens.run"]  # ... then loaded
-    assert lines["screen"] == "HomeScreen"  # nothing was opened for it
+    lines = {key: value.split() for key, value in (line.split(":", 1) for line in proc.stdout.splitlines())}
+    assert "sqlite_utils" not in lines["start"]  # the first screen did not wait for them ...
+    assert lines["later"] == ["sqlite_utils", "engine.store", "iz_tui.screens.history",
+                              "iz_tui.screens.run"]  # ... then loaded
+    assert lines["screen"] == ["HomeScreen"]  # nothing was opened for it
 
 
 async def test_an_import_that_fails_ahead_is_left_quietly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
