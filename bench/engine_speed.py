@@ -156,14 +156,14 @@ class StubGenerator:
         return "projection"
 
     def instructions(self, Z: Any, demos: Any, proj: Any, n_soft_tokens: int,  # noqa: N803
-                     sample: Any = None) -> list[str]:
+                     sample: Any = None, style: str | None = None) -> list[str]:
         t0 = time.monotonic()
         out = [f"Write the answer the examples show, variant {self.n + i}." for i in range(len(Z))]
         self.n += len(out)
         self._log("generator", t0)
         return out
 
-    def sample(self, demos: Any, n: int, temperature: float, seed: int) -> list[str]:
+    def sample(self, demos: Any, n: int, temperature: float, seed: int, style: str | None = None) -> list[str]:
         t0 = time.monotonic()
         out = [f"Write the answer the examples show, sample {self.n + i}." for i in range(n)]
         self.n += n

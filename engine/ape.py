@@ -11,9 +11,11 @@ Why it is shaped this way:
   seeded demo order (or subset, as APE's multiple demo subsets) and its own request ``seed``, both drawn from the
   caller's ``seed``. The cache key holds the prompt, the temperature and the seed, so the same run asks nothing
   twice while the next iteration (another seed) gets fresh samples.
-- A chat endpoint gets the forward prompt as the user turn, ending with "Complete the sentence: The instruction
+- The prompt is the run's prompt style, the generator's (:func:`~engine.prompts.ape_prompt`). In the paper's style
+  a chat endpoint gets the forward prompt as the user turn, ending with "Complete the sentence: The instruction
   was to", and a system message asking for the completion only; a completions endpoint gets the raw prompt ending
-  with "The instruction was to", as in APE (:func:`~engine.prompts.ape_prompt`). Either way the answer is cleaned
+  with "The instruction was to", as in APE. In the direct style a chat endpoint gets the direct question and its
+  system turn, as the generator does. Either way the answer is cleaned
   by the generator's own :func:`~engine.prompts.clean_instruction`, so both APE variants and InstructZero read
   instructions alike.
 - The prompt text and the cleaning live in :mod:`engine.prompts`, pure text shared with the generator backends;
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.blackbox.client import all_answers
 from engine.errors import IZError
-from engine.prompts import APE_SYSTEM, PLACEHOLDER_INSTRUCTION, ape_prompt, clean_instruction
+from engine.prompts import PLACEHOLDER_INSTRUCTION, ape_prompt, ape_system, clean_instruction
 
 if TYPE_CHECKING:
     from engine.blackbox.client import BlackBox, Completion
@@ -79,6 +81,7 @@ async def propose_ape(
     subset_size: int | None = None,
     max_tokens: int = APE_MAX_TOKENS,
     completions: list[Completion] | None = None,
+    style: str = "paper",
 ) -> list[str]:
     """``n`` instructions proposed by the endpoint behind ``bb`` from ``demos`` (APE, forward mode).
 
@@ -86,7 +89,8 @@ async def propose_ape(
     ``seed`` at ``temperature``. Each answer is cleaned to one instruction; an unusable answer becomes the
     generator's placeholder. Duplicates are kept (the runner pays for an instruction once). When ``completions``
     is given, every sample's :class:`~engine.blackbox.client.Completion` is appended to it, in order, so the caller
-    can count the calls paid and the tokens. If one request fails for good, the others are cancelled and the
+    can count the calls paid and the tokens. ``style`` is the run's prompt style, the generator's, so that APE,
+    APE-local and InstructZero ask alike (:mod:`engine.prompts`). If one request fails for good, the others are cancelled and the
     error is raised; the cache keeps what was already paid for.
     """
     if n < 1:
@@ -94,10 +98,10 @@ async def propose_ape(
     if not demos:
         raise IZError("APE needs at least one demo to show the proposer", "set n_demos to 1 or more (--demos)")
     api = getattr(bb.profile, "api", "chat")
-    system = APE_SYSTEM if api == "chat" else None
+    system = ape_system(api, style)
     sets = ape_demo_sets(demos, n, seed, demo_subsets=demo_subsets, subset_size=subset_size)
     answers = await all_answers(
-        bb.complete(ape_prompt(shown, api), temperature=temperature, max_tokens=max_tokens, seed=rs, system=system)
+        bb.complete(ape_prompt(shown, api, style), temperature=temperature, max_tokens=max_tokens, seed=rs, system=system)
         for shown, rs in sets
     )
     if completions is not None:

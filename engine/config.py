@@ -60,6 +60,11 @@ class GeneratorSettings(_Strict):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         default="auto", description="transformers backend only: auto = float32 on the CPU, half on a GPU."
     )
+    soft_position: Literal["auto", "start", "user", "pairs", "tail", "answer"] = Field(
+        default="auto",
+        description="Where the soft tokens sit in the generator's prompt; auto = the measured default for the "
+                    "model (bench/bench_generator.py).",
+    )
 
 
 class EndpointProfile(_Strict):
@@ -168,6 +173,13 @@ class RunSettings(_Strict):
     soft_scale: float | None = Field(
         default=None, gt=0, le=1000,
         description="The soft tokens' size in embedding stds for this run; empty = the generator's setting.",
+    )
+    prompt_style: Literal["auto", "paper", "plain", "direct"] = Field(
+        default="auto",
+        description="How the generator (and APE's proposer) is asked for an instruction: 'paper' (the paper's "
+                    "'I gave a friend ... The instruction was to'), 'direct' (a system turn and a question asking "
+                    "for one imperative instruction that names the task; for chat models) or 'plain'; auto = the "
+                    "measured default of the generator model (a run records the style it used).",
     )
     n_init: int = Field(default=25, ge=1)
     n_iterations: int = Field(default=5, ge=0)
@@ -307,6 +319,7 @@ def revive(row: Mapping[str, Any]) -> StoredRun:
     method's ``instructions``, the profile's public fields with its ``name``)."""
     stored = dict(row["settings"])
     instructions = list(stored.pop("instructions", None) or [])
+    stored.setdefault("prompt_style", "paper")  # runs recorded before styles existed used the paper's framing
     ep = dict(row["endpoint"])
     name = ep.pop("name", EMBEDDED)
     return StoredRun(RunSettings.model_validate(stored), instructions, name, EndpointProfile.model_validate(ep))
@@ -413,6 +426,7 @@ default_endpoint = "embedded"
 device = "auto"
 backend = "auto"                 # llama.cpp for .gguf files on the CPU, transformers otherwise
 # soft_scale = 12                # soft-token size in embedding stds; default: measured per model
+# soft_position = "auto"        # where the soft tokens go: start, user, pairs, tail, answer; auto: per model
 
 [run]
 intrinsic_dim = 10
@@ -424,6 +438,7 @@ n_dev = 20
 n_test = 100
 n_demos = 5
 seed = 0
+# prompt_style = "auto"         # paper ("I gave a friend ..."), direct (asks for the task), plain; auto: per model
 # resample_repeats = 2          # a soft prompt that decodes to an instruction the run has: sample it again (0 = off)
 # resample_temperature = 0.7
 # resample_echoes = false       # also sample again an instruction that only restates the generator's prompt

@@ -124,11 +124,12 @@ def estimate_run(task: Task, settings: RunSettings, profile: EndpointProfile, *,
     prompt = evaluations * dev_prompt + test_prompt
     completion = evaluations * dev_completion + test_completion
     if settings.method == "ape" and evaluations and splits.demos:
-        from engine.prompts import APE_SYSTEM, ape_prompt
+        from engine.prompts import ape_prompt, ape_system
 
         proposer_api = profile.api
-        asked = estimate_tokens(ape_prompt(splits.demos, proposer_api))
-        asked += estimate_tokens(APE_SYSTEM) if proposer_api == "chat" else 0
+        style = "direct" if settings.prompt_style == "auto" else settings.prompt_style  # auto: the longer system
+        asked = estimate_tokens(ape_prompt(splits.demos, proposer_api, style))
+        asked += estimate_tokens(ape_system(proposer_api, style) or "")
         calls += evaluations
         prompt += evaluations * asked
         completion += evaluations * min(APE_MAX_TOKENS, estimate_tokens(TYPICAL_INSTRUCTION))

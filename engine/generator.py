@@ -25,7 +25,7 @@ import logging
 import math
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,7 +194,7 @@ class Generator:
     and then loads it, unless ``lazy=True``, in which case the first use (or :meth:`load`) does. Tokenizer and
     model are kept on the instance: loading takes seconds, every call after that reuses them.
 
-    Tuning knobs (keyword-only; the defaults are what ``bench/bench_generator.py`` found best for SmolLM2-135M):
+    Tuning knobs (keyword-only; the defaults are what ``bench/bench_generator_knobs.py`` found best for SmolLM2-135M):
 
     * ``soft_position``: where the soft tokens go. ``"tail"`` (default): at the end of the user turn, after the
       demos and right before its closing "The instruction was to". Also ``"start"`` (before everything, as the
@@ -251,7 +251,7 @@ class Generator:
             raise GeneratorError(f"Unknown generator dtype {dtype!r}.", "Use auto, float32, bfloat16 or float16.")
         self.dtype = dtype
         if prompt_style not in PROMPT_STYLES:
-            raise GeneratorError(f"Unknown prompt style {prompt_style!r}.", f"Use {' or '.join(PROMPT_STYLES)}.")
+            raise GeneratorError(f"Unknown prompt style {prompt_style!r}.", f"Use {', '.join(PROMPT_STYLES)}.")
         self.prompt_style = prompt_style
         self._lock = threading.RLock()
         self._model: Any = None
@@ -259,8 +259,15 @@ class Generator:
         self._embed_std: float | None = None
         self._stop: _StopAtLineOrSentence | None = None
         self._prompt_cache: dict[tuple[Any, ...], _Prompt] = {}
+        #: Told each stage of :meth:`load` (``progress(stage, step, steps, fraction)``): an
+        #: :class:`engine.preparation.Preparation` while the engine shows a first load's progress.
+        self.progress: Callable[..., None] | None = None
         if not lazy:
             self.load()
+
+    def _report(self, stage: str, step: int, steps: int, fraction: float | None = None) -> None:
+        if self.progress is not None:
+            self.progress(stage, step, steps, fraction)
 
     # ---- loading --------------------------------------------------------------------------------------------
 
@@ -284,7 +291,9 @@ class Generator:
                 dtype = torch.float32
             try:
                 with _quiet_transformers():
+                    self._report("loading the tokenizer", 1, 3)
                     tokenizer = AutoTokenizer.from_pretrained(self._source, **kwargs)
+                    self._report("loading the weights" + (" (converting the GGUF)" if self._gguf_file else ""), 2, 3)
                     model = AutoModelForCausalLM.from_pretrained(self._source, dtype=dtype, **kwargs)
             except ImportError as exc:
                 raise GeneratorError(
@@ -306,6 +315,7 @@ class Generator:
             self._model = model
             weight = model.get_input_embeddings().weight
             self._embed_std = float(weight.detach().float().std())
+            self._report("sorting the vocabulary", 3, 3)
             self._stop = self._stop_criterion()
             log.info(
                 "generator %s loaded on %s (hidden %d, embedding std %.4f)",
@@ -363,7 +373,7 @@ class Generator:
         ``std(a)`` the std of one raw entry. A typical soft token then has entries of std
         ``soft_scale * embed_std``, whatever d and the kind.
 
-        The factor is measured, not assumed (``bench/bench_generator.py``; 3 tasks x 50 z, two seeds): soft
+        The factor is measured, not assumed (``bench/bench_generator_knobs.py``; 3 tasks x 50 z, two seeds): soft
         tokens the size of real ones (``soft_scale`` 1) gave only 69-74 distinct instructions of 150, and the
         most junk; 8 gave 87-101, 12 gave 99-125 with almost no junk, 16 gave 103-126 with more junk, 24 fell
         back to 110. (The paper's raw uniform(-1, 1) matrix would be about 7.8 here.) Large soft tokens do not
@@ -391,7 +401,7 @@ class Generator:
 
     # ---- prompts --------------------------------------------------------------------------------------------
 
-    def _prompt_pieces(self, demos: Sequence[Demo]) -> tuple[list[int], list[int]]:
+    def _prompt_pieces(self, demos: Sequence[Demo], style: str | None = None) -> tuple[list[int], list[int]]:
         """Token ids before and after the place the soft tokens go (text from
         :func:`engine.prompts.split_at_soft_slot`, through the model's chat template when it has one)."""
         tok = self.tokenizer
@@ -403,7 +413,7 @@ class Generator:
         before, after = split_at_soft_slot(
             demos,
             soft_position=self.soft_position,
-            style=self.prompt_style,
+            style=style or self.prompt_style,
             chat_template=chat_template if has_chat else None,
             system_prompt=self.system_prompt,
         )
@@ -416,16 +426,16 @@ class Generator:
             before_ids = [bos, *before_ids]
         return before_ids, after_ids
 
-    def _prompt(self, demos: Sequence[Demo]) -> _Prompt:
+    def _prompt(self, demos: Sequence[Demo], style: str | None = None) -> _Prompt:
         """The embedded prompt for these demos, with the key/value cache of the part before the soft tokens.
 
         Cached per demo set: a run asks for many instructions with the same demos, and with the soft tokens at the
         end of the user turn the shared part is almost the whole prompt, so its cache saves most of the compute.
         """
-        key = (self.soft_position, demo_pairs(demos))
+        key = (self.soft_position, style or self.prompt_style, demo_pairs(demos))
         cached = self._prompt_cache.get(key)
         if cached is None:
-            before_ids, after_ids = self._prompt_pieces(demos)
+            before_ids, after_ids = self._prompt_pieces(demos, style)
             model = self.model
             embed = model.get_input_embeddings()
             cache = None
@@ -484,6 +494,11 @@ class Generator:
         # With only inputs_embeds, generate returns just the new tokens.
         return [tok.decode(seq, skip_special_tokens=True) for seq in out]
 
+    @staticmethod
+    def _check_style(style: str | None) -> None:
+        if style is not None and style not in PROMPT_STYLES:
+            raise GeneratorError(f"Unknown prompt style {style!r}.", f"Use {', '.join(PROMPT_STYLES)}.")
+
     def _finish(self, raw: str) -> str:
         """Clean one raw output; never return an empty instruction.
 
@@ -518,7 +533,7 @@ class Generator:
 
     def instructions(
         self, Z: Any, demos: Sequence[Demo], projection: torch.Tensor, n_tokens: int,
-        sample: tuple[float, int] | None = None,
+        sample: tuple[float, int] | None = None, style: str | None = None,
     ) -> list[str]:
         """One instruction per row of ``Z`` (``[b, d]``, array or tensor): soft prompt ``z @ A`` + demos, greedy.
 
@@ -527,14 +542,18 @@ class Generator:
 
         ``sample = (temperature, seed)`` decodes the same soft prompts by sampling instead (seeded, so still
         reproducible): the runner's second try for a soft prompt whose greedy text the run already has.
+
+        ``style`` (one of :data:`engine.prompts.PROMPT_STYLES`) is the run's prompt style; None = the generator's
+        ``prompt_style`` knob.
         """
         Zt, A = self._soft_inputs(Z, demos, projection, n_tokens)
         if sample is not None:
             self._check_sample(demos, sample[0])
+        self._check_style(style)
         results: list[str] = []
         # One decode at a time: the cores are shared anyway, and the prompt caches are not thread-safe.
         with self._lock, torch.random.fork_rng(devices=self._rng_devices()):
-            prompt = self._prompt(demos)
+            prompt = self._prompt(demos, style)
             soft = (
                 (Zt @ A).reshape(Zt.shape[0], n_tokens, self.hidden_size).to(self.device, prompt.after.dtype)
             )
@@ -560,7 +579,8 @@ class Generator:
         if not demos:
             raise ValueError("sample() needs at least one demo")
 
-    def sample(self, demos: Sequence[Demo], n: int, temperature: float, seed: int) -> list[str]:
+    def sample(self, demos: Sequence[Demo], n: int, temperature: float, seed: int,
+               style: str | None = None) -> list[str]:
         """The APE baseline: ``n`` instructions sampled from the same prompt without a soft prompt.
 
         Seeded: the sampling runs under ``torch.random.fork_rng`` with ``manual_seed(seed)``, so the same seed
@@ -569,9 +589,10 @@ class Generator:
         if n < 1:
             return []
         self._check_sample(demos, temperature)
+        self._check_style(style)
         results: list[str] = []
         with self._lock, torch.random.fork_rng(devices=self._rng_devices()):
-            prompt = self._prompt(demos)
+            prompt = self._prompt(demos, style)
             torch.manual_seed(int(seed))
             for start in range(0, n, self.batch_size):
                 k = min(self.batch_size, n - start)

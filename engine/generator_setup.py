@@ -22,7 +22,16 @@ log = logging.getLogger(__name__)
 #: ignores most soft prompts (2-6 distinct instructions per run); at 96 the quality benchmark's mean test rose on
 #: both task groups, one seed each: tune 0.41 -> 0.49, holdout 0.59 -> 0.68, never lower on a task of the holdout
 #: group (BENCHMARKS.md, "Quality").
-GENERATOR_KNOBS: dict[str, dict[str, Any]] = {"qwen2.5-coder-1.5b": {"soft_scale": 96.0}}
+#: ``prompt_style`` and ``soft_position``: chosen per model from bench/bench_generator.py's style x position table
+#: (BENCHMARKS.md, "The generator's prompt").
+GENERATOR_KNOBS: dict[str, dict[str, Any]] = {
+    "smollm2-135m": {"prompt_style": "paper", "soft_position": "tail"},
+    "qwen2.5-coder-0.5b": {"prompt_style": "direct", "soft_position": "tail"},
+    "qwen2.5-coder-1.5b": {"soft_scale": 96.0, "prompt_style": "direct", "soft_position": "tail"},
+}
+#: The prompt style of a model outside the catalog (a folder, a .gguf path, a hub id): today's models are chat
+#: models, and the direct question is what a chat model answers (the paper's framing was written for base models).
+DEFAULT_PROMPT_STYLE = "direct"
 
 
 def generator_spec(settings: GeneratorSettings) -> tuple[str, str | None]:
@@ -38,6 +47,32 @@ def generator_spec(settings: GeneratorSettings) -> tuple[str, str | None]:
     resolved = catalog.resolve(spec)
     assert resolved is not None
     return resolved, name
+
+
+def _catalog_name(settings: GeneratorSettings) -> str | None:
+    """The catalog name the settings' generator goes by (None for a path or hub id). Needs nothing pulled."""
+    from engine.models import catalog
+
+    spec = (settings.model or "").strip() or catalog.effective_default("generator")
+    return catalog.get(spec).name if catalog.is_catalog_name(spec) else None
+
+
+def model_knobs(settings: GeneratorSettings, name: str | None = None) -> dict[str, Any]:
+    """The generator knobs for the settings' model: the catalog's measured ones, then the user's settings."""
+    knobs = dict(GENERATOR_KNOBS.get(name if name is not None else _catalog_name(settings) or "", {}))
+    if settings.soft_scale is not None:
+        knobs["soft_scale"] = settings.soft_scale
+    if settings.soft_position != "auto":
+        knobs["soft_position"] = settings.soft_position
+    if settings.dtype != "auto":
+        knobs["dtype"] = settings.dtype
+    return knobs
+
+
+def default_prompt_style(settings: GeneratorSettings) -> str:
+    """The prompt style a run with ``prompt_style = "auto"`` uses: the generator model's measured one. Cheap (loads
+    nothing), so APE and the cost estimate use it without the generator."""
+    return str(model_knobs(settings).get("prompt_style", DEFAULT_PROMPT_STYLE))
 
 
 def pick_backend(path: str, device: str, backend: str) -> str:
@@ -70,16 +105,18 @@ def make_generator(model: str | None, device: str = "auto", max_new_tokens: int 
     return Generator(path, device, max_new_tokens, batch_size, lazy=lazy, **knobs)
 
 
-def make_run_generator(settings: GeneratorSettings) -> Any:
-    """Load the generator the settings ask for (seconds; the engine keeps it warm across runs)."""
+def make_run_generator(settings: GeneratorSettings, progress: Any = None) -> Any:
+    """Load the generator the settings ask for (seconds; the engine keeps it warm across runs; a first load of a
+    GGUF converts and caches its tokenizer and embeddings, about a minute). ``progress`` hears each stage of the
+    load (:class:`engine.preparation.Preparation`)."""
     path, name = generator_spec(settings)
-    knobs = dict(GENERATOR_KNOBS.get(name or "", {}))
-    if settings.soft_scale is not None:
-        knobs["soft_scale"] = settings.soft_scale
-    if settings.dtype != "auto":
-        knobs["dtype"] = settings.dtype
+    knobs = model_knobs(settings, name or "")
+    knobs.setdefault("prompt_style", DEFAULT_PROMPT_STYLE)
     log.info("generator: %s (%s), backend %s, knobs %s", name or path, path, settings.backend, knobs)
     gen = make_generator(path, settings.device, settings.max_new_tokens, settings.batch_size,
-                         backend=settings.backend, **knobs)
+                         backend=settings.backend, lazy=True, **knobs)
+    gen.progress = progress
+    gen.load()
+    gen.progress = None
     gen.catalog_name = name
     return gen

@@ -33,7 +33,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +149,20 @@ class LlamaCppGenerator(Generator):
                                      "pip install llama-cpp-python, or set [generator] backend = "
                                      "transformers.") from exc
             path = self.path
-            check_gguf(path, full=not (paths.cache_dir() / f"{self._cache_base(path)}.npy").is_file())
+            base = paths.cache_dir() / self._cache_base(path)
+            fresh_embed = not (Path(f"{base}.npy").is_file() and Path(f"{base}.json").is_file())
+            fresh_tok = not (Path(f"{base}-tokenizer") / "tokenizer_config.json").is_file()
+            # The first load does two slow conversions (cached afterwards): say which steps this load has.
+            stages = ["checking the model file"]
+            stages += ["converting the tokenizer (first load only)"] if fresh_tok else ["loading the tokenizer"]
+            stages += ["dequantising the token embeddings (first load only)"] if fresh_embed else []
+            stages += ["loading the weights", "sorting the vocabulary"]
+
+            def step(stage: str, fraction: float | None = None) -> None:
+                self._report(stage, stages.index(stage) + 1, len(stages), fraction)
+
+            step(stages[0])
+            check_gguf(path, full=fresh_embed)
             size = path.stat().st_size
             avail = _available_memory()
             need = int(size * 1.3) + 512 * 2**20
@@ -159,13 +172,20 @@ class LlamaCppGenerator(Generator):
                     f"{avail / 2**30:.1f} GiB is available.",
                     "Close other programs, or pick a smaller model (`iz models list`).",
                 )
+            step(stages[1])
             with _quiet_transformers():
                 tokenizer = self._load_tokenizer(path)
             if tokenizer.pad_token_id is None:
                 tokenizer.pad_token = tokenizer.eos_token
             self._tokenizer = tokenizer
-            self._embed = self._embedding_matrix(path)
+            if fresh_embed:
+                stage = stages[2]
+                step(stage, 0.0)
+                self._embed = self._embedding_matrix(path, lambda f: step(stage, f))
+            else:
+                self._embed = self._embedding_matrix(path)
             self._embed_std = float(self._embed_stats(path)["std"])
+            step("loading the weights")
             _silence_llama_log()
             llama_cpp.llama_backend_init()
             mparams = llama_cpp.llama_model_default_params()
@@ -194,6 +214,7 @@ class LlamaCppGenerator(Generator):
             if self._n_embd != self._embed.shape[1]:
                 raise GeneratorError(f"{path.name}: embedding width {self._embed.shape[1]} does not match the "
                                      f"model's {self._n_embd}.", "Re-pull the model file.")
+            step("sorting the vocabulary")
             self._sort_vocabulary()
             self._model = self  # the base class checks _model to know it is loaded
             log.info("generator %s on llama.cpp (%d threads, hidden %d, embedding std %.4f)",
@@ -223,8 +244,9 @@ class LlamaCppGenerator(Generator):
         key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
         return f"embd-{path.stem.replace('.', '_')}-{key}"
 
-    def _embedding_matrix(self, path: Path) -> np.ndarray:
-        """The dequantised token-embedding matrix, memory-mapped from the disk cache (made on first use)."""
+    def _embedding_matrix(self, path: Path, progress: Callable[[float], None] | None = None) -> np.ndarray:
+        """The dequantised token-embedding matrix, memory-mapped from the disk cache (made on first use, in blocks
+        of rows so that ``progress`` hears the share done)."""
         base = paths.cache_dir() / self._cache_base(path)
         npy, stats_file = Path(f"{base}.npy"), Path(f"{base}.json")
         if not (npy.is_file() and stats_file.is_file()):
@@ -236,8 +258,18 @@ class LlamaCppGenerator(Generator):
             if tensor is None:
                 raise GeneratorError(f"{path.name} has no token_embd.weight tensor.",
                                      "Use a llama.cpp-compatible causal LM GGUF.")
-            matrix = dequantize(tensor.data, tensor.tensor_type).astype(np.float32, copy=False)
-            matrix = matrix.reshape(-1, int(tensor.shape[0]))
+            data = tensor.data
+            cols = int(tensor.shape[0])
+            rows = int(data.shape[0]) if data.ndim > 1 else 1
+            block = max(1, rows // 20)
+            parts = []
+            for start in range(0, rows, block):
+                part = dequantize(data[start:start + block], tensor.tensor_type)
+                parts.append(part.astype(np.float32, copy=False).reshape(-1, cols))
+                if progress is not None:
+                    progress(min(start + block, rows) / rows)
+            matrix = np.concatenate(parts, axis=0)
+            del parts
             npy.parent.mkdir(parents=True, exist_ok=True)
             stats = {"std": float(matrix.std()), "rows": int(matrix.shape[0]), "cols": int(matrix.shape[1])}
             # Stats first, the matrix last: a crash in between leaves no .npy, so the next load redoes both.
@@ -411,16 +443,17 @@ class LlamaCppGenerator(Generator):
             if tuple(generated[i:i + n - 1]) == tail:
                 logits[generated[i + n - 1]] = -np.inf
 
-    def _pieces(self, demos: Sequence[Demo]) -> tuple[Any, list[int], np.ndarray]:
-        key = (self.soft_position, demo_pairs(demos))
-        before_ids, after_ids = self._prompt_pieces(demos)
+    def _pieces(self, demos: Sequence[Demo], style: str | None = None) -> tuple[Any, list[int], np.ndarray]:
+        key = (self.soft_position, style or self.prompt_style, demo_pairs(demos))
+        before_ids, after_ids = self._prompt_pieces(demos, style)
         assert self._embed is not None
         after = np.asarray(self._embed[after_ids], dtype=np.float32)
         return key, before_ids, after
 
     def instructions(self, Z: Any, demos: Sequence[Demo], projection: torch.Tensor, n_tokens: int,
-                     sample: tuple[float, int] | None = None) -> list[str]:
+                     sample: tuple[float, int] | None = None, style: str | None = None) -> list[str]:
         Zt, A = self._soft_inputs(Z, demos, projection, n_tokens)
+        self._check_style(style)
         mode: tuple[float, np.random.Generator] | None = None
         if sample is not None:
             self._check_sample(demos, sample[0])
@@ -428,7 +461,7 @@ class LlamaCppGenerator(Generator):
         results: list[str] = []
         with self._lock:
             self.load()
-            key, before_ids, after = self._pieces(demos)
+            key, before_ids, after = self._pieces(demos, style)
             self._ensure_prefix(key, before_ids)
             soft = (Zt @ A).reshape(Zt.shape[0], n_tokens, self.hidden_size).numpy()
             for start in range(0, soft.shape[0], self.batch_size):
@@ -436,15 +469,17 @@ class LlamaCppGenerator(Generator):
                 results.extend(self._finish(raw) for raw in self._run(rows, mode))
         return results
 
-    def sample(self, demos: Sequence[Demo], n: int, temperature: float, seed: int) -> list[str]:
+    def sample(self, demos: Sequence[Demo], n: int, temperature: float, seed: int,
+               style: str | None = None) -> list[str]:
         if n < 1:
             return []
         self._check_sample(demos, temperature)
+        self._check_style(style)
         rng = np.random.default_rng(int(seed))
         results: list[str] = []
         with self._lock:
             self.load()
-            key, before_ids, after = self._pieces(demos)
+            key, before_ids, after = self._pieces(demos, style)
             self._ensure_prefix(key, before_ids)
             for start in range(0, n, self.batch_size):
                 k = min(self.batch_size, n - start)

@@ -47,7 +47,12 @@ __all__ = [
     "Demo",
     "PromptStyle",
     "SoftPosition",
+    "DIRECT_BASE_PREFIX",
+    "DIRECT_QUESTION",
+    "DIRECT_SYSTEM",
+    "answer_prefix",
     "ape_prompt",
+    "ape_system",
     "build_prompt_text",
     "clean_instruction",
     "demo_pairs",
@@ -76,9 +81,26 @@ APE_SYSTEM = (
 SoftPosition = Literal["start", "user", "pairs", "tail", "answer"]
 SOFT_POSITIONS: tuple[SoftPosition, ...] = ("start", "user", "pairs", "tail", "answer")
 
-#: The framing before the demos: the paper's ("I gave a friend ...") or one short sentence (kept for experiments).
-PromptStyle = Literal["paper", "plain"]
-PROMPT_STYLES: tuple[PromptStyle, ...] = ("paper", "plain")
+#: How the generator is asked (see :func:`split_at_soft_slot`):
+#:
+#: * ``"paper"``: the paper's framing ("I gave a friend ... The instruction was to"), the answer prefilled with
+#:   "The instruction was to". Written for base models that continue text.
+#: * ``"plain"``: one short sentence before the pairs, then the paper's ending (kept for experiments).
+#: * ``"direct"``: for chat models. A system turn (:data:`DIRECT_SYSTEM`), the pairs as "Input: x -> Output: y",
+#:   and a question (:data:`DIRECT_QUESTION`) asking for one imperative instruction that names the task; the
+#:   assistant turn is left open. A small chat model given the paper's framing restates the framing ("Based on
+#:   the output pairs provided, the instruction appears to be:"); asked directly, it names the task
+#:   (bench/bench_generator.py, BENCHMARKS.md).
+PromptStyle = Literal["paper", "plain", "direct"]
+PROMPT_STYLES: tuple[PromptStyle, ...] = ("paper", "plain", "direct")
+
+#: The direct style's system turn and closing question.
+DIRECT_SYSTEM = "You infer the task behind examples."
+DIRECT_QUESTION = (
+    "What was the instruction? Answer with the instruction only, as one imperative sentence that names the task."
+)
+#: What a model without a chat template continues under the direct style (it has no assistant turn to open).
+DIRECT_BASE_PREFIX = "Instruction:"
 
 #: Renders chat messages to the text of a prompt that ends with the assistant's turn opened (a tokenizer's
 #: ``apply_chat_template(messages, tokenize=False, add_generation_prompt=True)``).
@@ -130,6 +152,9 @@ def demo_pairs(demos: Sequence[Demo]) -> tuple[tuple[str, str], ...]:
 
 def _framing(demos: Sequence[Demo], style: str) -> tuple[str, str]:
     """(the sentence before the demos, the demos as text), the two parts the soft-token slots sit between."""
+    if style == "direct":
+        # As measured (DESIGN.md): no sentence before the pairs, one pair a line.
+        return "", "\n".join(f"Input: {text} -> Output: {answer}" for text, answer in demo_pairs(demos))
     pairs = "\n\n".join(f"Input: {text}\nOutput: {answer}" for text, answer in demo_pairs(demos))
     n = len(demos)
     if style == "plain":
@@ -153,7 +178,7 @@ def _framing(demos: Sequence[Demo], style: str) -> tuple[str, str]:
 _FRAME_FILLER = frozenset(re.findall(r"[a-z]+", """
     give gave given giving write wrote written writing read reading friend instruction input output pair every each
     one all five inputoutput based following follow provided provide specific corresponding rule example set list
-    different
+    different appear appears seem seems likely imperative
 """))
 
 #: Small words that carry no content of their own; an instruction made only of these and framing words is an echo.
@@ -173,6 +198,9 @@ def _stems(text: str) -> list[str]:
 def _framing_words() -> frozenset[str]:
     demo = type("Demo", (), {"input": "x", "answers": ("y",)})()
     heads = [_framing([demo] * n, style)[0] for n in (1, 5) for style in PROMPT_STYLES] + [ANSWER_PREFIX]
+    # The direct style's system turn, not its question: the question's "sentence", "name", "answer" are words of
+    # real tasks too ("Negate the sentence.").
+    heads += [DIRECT_SYSTEM, DIRECT_BASE_PREFIX]
     return frozenset({w for head in heads for w in _stems(head)} | _FRAME_FILLER) - _FUNCTION_WORDS
 
 
@@ -189,15 +217,35 @@ def is_echo(instruction: str) -> bool:
     return all(w in _ECHO_VOCABULARY or w in _FUNCTION_WORDS for w in _stems(instruction))
 
 
-def build_prompt_text(demos: Sequence[Demo], style: str = "paper") -> str:
-    """The user turn: the paper's framing ("I gave a friend an instruction and five inputs ..."), demo count adapted.
+def answer_prefix(style: str, chat: bool) -> str:
+    """The words the model's answer starts with, already written for it (the prompt's last words).
 
-    It ends with "The instruction was to", as in the paper; the model's answer is then prefilled with the same
-    words (see :data:`ANSWER_PREFIX`), so the model continues the sentence with a verb phrase instead of chatting
-    about the question. ``style`` is one of :data:`PROMPT_STYLES`; anything but ``"plain"`` gets the paper's.
+    The paper's styles prefill "The instruction was to", so the model continues the sentence with a verb phrase
+    instead of chatting about the question. The direct style asks a question and leaves the chat model's answer
+    open; a model without a chat template gets "Instruction:" to continue.
+    """
+    if style != "direct":
+        return ANSWER_PREFIX
+    return "" if chat else DIRECT_BASE_PREFIX
+
+
+def _user_turn(head: str, pairs: str, style: str, slot: Callable[..., str], chat: bool) -> str:
+    """The user's text with the soft-token marker in place (see :func:`split_at_soft_slot` for the slots)."""
+    in_tail = ("tail",) if chat else ("tail", "answer")
+    if style == "direct":
+        closing = DIRECT_QUESTION if chat else f"{DIRECT_QUESTION}\n\n{DIRECT_BASE_PREFIX}"
+        return f"{slot('user', 'pairs')}{pairs}\n\n{slot(*in_tail)}{closing}"
+    return f"{slot('user')}{head}\n\n{slot('pairs')}{pairs}\n\n{slot(*in_tail)}{ANSWER_PREFIX}"
+
+
+def build_prompt_text(demos: Sequence[Demo], style: str = "paper") -> str:
+    """The user turn without a chat template: the framing of ``style``, the demos, the closing words.
+
+    Paper style: "I gave a friend an instruction and five inputs ..." (demo count adapted), ending with "The
+    instruction was to". ``style`` is one of :data:`PROMPT_STYLES`; anything unknown gets the paper's.
     """
     head, pairs = _framing(demos, style)
-    return f"{head}\n\n{pairs}\n\n{ANSWER_PREFIX}"
+    return _user_turn(head, pairs, style, lambda *_: "", chat=False)
 
 
 def split_at_soft_slot(
@@ -210,19 +258,22 @@ def split_at_soft_slot(
 ) -> tuple[str, str]:
     """The whole prompt text, split where the soft tokens go: ``(before, after)``.
 
-    The decoder embeds ``before``, then the soft tokens, then ``after``, and continues from the end of ``after``,
-    which is always :data:`ANSWER_PREFIX`. ``before + after`` is the same text for every position, so the place
-    of the soft tokens is the only thing ``soft_position`` changes:
+    The decoder embeds ``before``, then the soft tokens, then ``after``, and continues from the end of ``after``
+    (:func:`answer_prefix` of the style). ``before + after`` is the same text for every position, so the place of
+    the soft tokens is the only thing ``soft_position`` changes:
 
     * ``"start"``: before everything (``before`` is empty; the backend still puts a base model's BOS first);
     * ``"user"``: at the start of the user turn, after any system turn the template writes;
-    * ``"pairs"``: right before the first demo, after the framing sentence;
-    * ``"tail"``: after the demos, right before the user turn's closing "The instruction was to";
-    * ``"answer"``: inside the assistant's turn, before the prefilled "The instruction was to" (without a chat
-      template there is no such turn, and this is the same as ``"tail"``).
+    * ``"pairs"``: right before the first demo, after the framing sentence (the direct style has none: the same
+      as ``"user"``);
+    * ``"tail"``: after the demos, right before the user turn's closing words ("The instruction was to", or the
+      direct style's question);
+    * ``"answer"``: inside the assistant's turn, before any prefilled words (without a chat template there is no
+      such turn, and this is the same as ``"tail"``).
 
-    With ``chat_template`` the user turn (and ``system_prompt``, if any) goes through it and the opened assistant
-    turn is prefilled with :data:`ANSWER_PREFIX`; without one (a base model) the framing itself ends with it.
+    With ``chat_template`` the user turn (and the system turn: ``system_prompt``, else :data:`DIRECT_SYSTEM` for
+    the direct style) goes through it and the opened assistant turn is prefilled with :func:`answer_prefix`;
+    without one (a base model) the user text itself ends with it.
     """
     if soft_position not in SOFT_POSITIONS:
         raise ValueError(f"soft_position must be one of {', '.join(SOFT_POSITIONS)}, not {soft_position!r}")
@@ -231,13 +282,13 @@ def split_at_soft_slot(
     def slot(*positions: str) -> str:
         return _SOFT_MARKER if soft_position in positions else ""
 
-    in_tail = ("tail",) if chat_template else ("tail", "answer")
-    body = f"{slot('user')}{head}\n\n{slot('pairs')}{pairs}\n\n{slot(*in_tail)}{ANSWER_PREFIX}"
+    body = _user_turn(head, pairs, style, slot, chat=chat_template is not None)
     if chat_template is not None:
         messages = [{"role": "user", "content": body}]
-        if system_prompt:
-            messages.insert(0, {"role": "system", "content": system_prompt})
-        text = chat_template(messages) + slot("answer") + ANSWER_PREFIX
+        system = system_prompt or (DIRECT_SYSTEM if style == "direct" else None)
+        if system:
+            messages.insert(0, {"role": "system", "content": system})
+        text = chat_template(messages) + slot("answer") + answer_prefix(style, chat=True)
     else:
         text = body
     text = slot("start") + text
@@ -247,13 +298,18 @@ def split_at_soft_slot(
     return before, after
 
 
-def ape_prompt(demos: Sequence[Demo], api: str) -> str:
-    """APE's forward prompt for ``api`` (``"chat"`` or ``"completions"``), the generator's framing.
+def ape_prompt(demos: Sequence[Demo], api: str, style: str = "paper") -> str:
+    """APE's forward prompt for ``api`` (``"chat"`` or ``"completions"``) in the generator's prompt ``style``.
 
-    A completions endpoint continues the raw text, which ends with "The instruction was to" (as in APE). A chat
-    endpoint gets the framing without those last words and a closing :data:`CHAT_TAIL` asking for the completion.
+    A completions endpoint continues the raw text (:func:`build_prompt_text`), which ends with "The instruction
+    was to" (as in APE) or, in the direct style, "Instruction:". A chat endpoint gets the paper's framing without
+    those last words and a closing :data:`CHAT_TAIL` asking for the completion, or the direct style's user turn
+    as it is (its question already asks for the instruction alone). The system turn: :func:`ape_system`.
     """
-    text = build_prompt_text(demos)
+    if style == "direct":
+        head, pairs = _framing(demos, style)
+        return _user_turn(head, pairs, style, lambda *_: "", chat=api == "chat")
+    text = build_prompt_text(demos, style)
     if api != "chat":
         return text
     head = text.rstrip()
@@ -262,20 +318,32 @@ def ape_prompt(demos: Sequence[Demo], api: str) -> str:
     return f"{head}\n\n{CHAT_TAIL}"
 
 
+def ape_system(api: str, style: str = "paper") -> str | None:
+    """APE's system turn: the direct style's own for a chat endpoint, :data:`APE_SYSTEM` for the paper's, none
+    for a completions endpoint (it has no turns)."""
+    if api != "chat":
+        return None
+    return DIRECT_SYSTEM if style == "direct" else APE_SYSTEM
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Reading the answer
 
 _QUOTES = "\"'`“”‘’*_ "
 _ECHO = re.compile(r"\b(?:inputs?|outputs?)\s*:|\bthe\s+instructions?\s+(?:was|were|is|are)\b", re.IGNORECASE)
 _LEAD = re.compile(
-    r"^(?:the\s+instructions?\s+(?:was|were|is|are)\s+(?:to\s+)?|instructions?\s*:\s*|answer\s*:\s*|to\s+)+",
+    r"^(?:(?:the\s+)?(?:instructions?|task)\s+(?:was|were|is|are)\s*(?:to\s+)?"
+    r"|(?:the\s+)?(?:instructions?|task|answer)\s*:\s*|to\s+|[-,;:>#•–—]+\s*|\d+[.)]\s+)+",
     re.IGNORECASE,
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
+#: Markdown a chat model dresses its answer in: bold or italic stars, doubled underscores, code ticks.
+_MARKUP = re.compile(r"\*+|__+|`+")
 
 
 def _strip_lead(text: str) -> str:
-    """Strip whitespace, quotes and lead-ins ("The instruction was to", "to ", "Instruction:") until none is left."""
+    """Strip whitespace, quotes and lead-ins ("The instruction was to", "to ", "Instruction:", a leading colon or
+    list mark) until none is left."""
     while True:
         stripped = _LEAD.sub("", text.strip().strip(_QUOTES).strip()).strip()
         if stripped == text:
@@ -283,18 +351,28 @@ def _strip_lead(text: str) -> str:
         text = stripped
 
 
+def _first_line(text: str) -> str:
+    """The first line with words in it, lead-ins stripped; a line that only introduces the next one ("Here is
+    the instruction:") is skipped when a line follows it."""
+    lines = [_strip_lead(line) for line in text.split("\n")]
+    lines = [line for line in lines if any(ch.isalnum() for ch in line)]
+    return next((line for line in lines if not line.endswith(":")), lines[-1] if lines else "")
+
+
 def clean_instruction(raw: str) -> str:
     """One imperative sentence from raw model text, or ``""`` when nothing usable is left.
 
-    Rules, in order: drop lead-ins ("The instruction was to", "to ", quotes; the prompt already said them); keep
-    the first line; cut where the model starts echoing the prompt ("Input:", "Output:", "The instruction was");
-    keep the first sentence; strip quotes and markdown at the ends; ask for two words at least; capitalise the
-    first letter and end with a period. So ``' to write the larger animal.\\nInput: ...'`` becomes "Write the larger
-    animal." Always the same rules, so equal raw text gives equal instructions (and the runner pays the black box
-    once for them).
+    Rules, in order: unwrap markdown (stars, ticks); drop lead-ins ("The instruction was to", "to ", "The task is
+    to", "Instruction:" labels, quotes, a leading colon; the prompt already said them); keep the first line with
+    words (skipping a line that ends with a colon and only introduces the next); cut where the model starts
+    echoing the prompt ("Input:", "Output:", "The instruction was"); keep the first sentence; strip quotes at the
+    ends; ask for two words at least; capitalise the first letter and end with a period. So ``' to write the
+    larger animal.\\nInput: ...'`` becomes "Write the larger animal.", and a chat model's
+    ``':\\n\\n**"Write the first letter of the name provided."**'`` becomes "Write the first letter of the name
+    provided." Always the same rules, so equal raw text gives equal instructions (and the runner pays the black
+    box once for them).
     """
-    text = _strip_lead(raw.replace("\r", "\n"))
-    text = text.split("\n", 1)[0]
+    text = _first_line(_MARKUP.sub("", raw.replace("\r", "\n")))
     echo = _ECHO.search(text)
     if echo:
         text = text[: echo.start()]

@@ -17,6 +17,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine import paths
@@ -147,11 +148,14 @@ class Engine:
         """The local model, loaded once per process (it takes seconds; every run after the first reuses it)."""
         async with self._alock():
             if self._generator is None:
-                emit(Status(run_id, "loading the generator model"))
-                from engine.generator_setup import make_run_generator
+                from engine.generator_setup import generator_spec, make_run_generator
+                from engine.preparation import Preparation, run_prepared
 
                 g = self.config.generator
-                self._generator = await asyncio.to_thread(make_run_generator, g)
+                path, name = await asyncio.to_thread(generator_spec, g)
+                prep = Preparation(f"preparing the generator {name or Path(path).name}")
+                self._generator = await run_prepared(lambda p: make_run_generator(g, progress=p), prep,
+                                                     lambda text: emit(Status(run_id, text)))
             return self._generator
 
     async def blackbox(self, name: str, profile: EndpointProfile, emit: Emit = _noop, run_id: int = 0) -> Any:
@@ -165,8 +169,11 @@ class Engine:
                 if profile.embedded:
                     server = self._embedded.for_model(profile.model)
                     if not server.running:
-                        emit(Status(run_id, f"starting the embedded llama.cpp server ({server.alias})"))
-                        await asyncio.to_thread(server.start)
+                        from engine.preparation import Preparation, run_prepared
+
+                        prep = Preparation(f"starting the embedded llama.cpp server ({server.alias})")
+                        prep("loading the model")
+                        await run_prepared(lambda _p: server.start(), prep, lambda text: emit(Status(run_id, text)))
                     base_url = server.base_url
                     identity = server.identity
                 self._blackboxes[key] = BlackBox(profile, self.history, base_url=base_url, cache_identity=identity)
@@ -218,6 +225,10 @@ class Engine:
         (what a front end sends); the merge happens here and nowhere else."""
         if not isinstance(settings, RunSettings):
             settings = self.config.run.with_overrides(settings)
+        if settings.prompt_style == "auto":  # recorded as the style used, so a resume or --like asks alike
+            from engine.generator_setup import default_prompt_style
+
+            settings = settings.model_copy(update={"prompt_style": default_prompt_style(self.config.generator)})
         task = load_task(task_name)
         make_splits(task, n_demos=settings.n_demos, n_dev=settings.n_dev, n_test=settings.n_test, seed=settings.seed)
         name, profile = self.config.endpoint(endpoint, model)
@@ -412,7 +423,8 @@ class Engine:
             n = min(room, s.batch_size if iteration else max(s.n_init, 1))
             gen = await self.generator(emit, state.run_id)
             emit(Status(state.run_id, f"sampling {n} instructions from the local model (APE, local)"))
-            texts = await asyncio.to_thread(gen.sample, demos, n, s.ape_temperature, s.seed * 1000 + iteration)
+            texts = await asyncio.to_thread(gen.sample, demos, n, s.ape_temperature, s.seed * 1000 + iteration,
+                                            self._style(s))
             zs = [None] * len(texts)
         else:
             gen = await self.generator(emit, state.run_id)
@@ -422,7 +434,7 @@ class Engine:
             extra = {} if s.soft_scale is None else {"scale": s.soft_scale}
             proj = await asyncio.to_thread(gen.projection, s.intrinsic_dim, s.n_soft_tokens, s.seed, s.projection,
                                            **extra)
-            greedy = await asyncio.to_thread(gen.instructions, Z, demos, proj, s.n_soft_tokens)
+            greedy = await asyncio.to_thread(gen.instructions, Z, demos, proj, s.n_soft_tokens, style=self._style(s))
             texts = greedy
             if s.resample_repeats:
                 texts = await asyncio.to_thread(self._resample_repeats, state, gen, Z, proj, greedy, iteration, emit)
@@ -455,7 +467,7 @@ class Engine:
         def retry(positions: list[int], attempt: int) -> list[str]:
             seed = (s.seed * 1000 + iteration) * 16 + attempt
             return gen.instructions([rows[i] for i in positions], state.splits.demos, proj, s.n_soft_tokens,
-                                    sample=(s.resample_temperature, seed))
+                                    sample=(s.resample_temperature, seed), style=self._style(s))
 
         taken = [c["instruction"] for c in self.history.candidates(state.run_id)]
         reject = is_echo if s.resample_echoes else None
@@ -468,6 +480,15 @@ class Engine:
             emit(Status(state.run_id, f"{n_repeats} of {len(texts)} soft prompts wrote {what}; "
                                       f"sampling them again found {found} new"))
         return out
+
+    def _style(self, settings: RunSettings) -> str:
+        """The run's prompt style: recorded at creation, so "auto" only reaches here from a caller that skipped
+        :meth:`create_run`."""
+        if settings.prompt_style != "auto":
+            return settings.prompt_style
+        from engine.generator_setup import default_prompt_style
+
+        return default_prompt_style(self.config.generator)
 
     async def _propose_ape(self, state: _RunState, iteration: int, n: int, emit: Emit) -> list[str]:
         """APE as the paper ran it: the proposer endpoint (``ape_endpoint``, else the run's own) writes ``n``
@@ -483,7 +504,7 @@ class Engine:
         emit(Status(state.run_id, f"asking {name} for {n} instructions (APE)"))
         answers: list[Any] = []
         texts = await propose_ape(bb, state.splits.demos, n, s.ape_temperature, s.seed * 1000 + iteration,
-                                  completions=answers)
+                                  completions=answers, style=self._style(s))
         state.usage += Usage.of_answers(answers)
         return texts
 

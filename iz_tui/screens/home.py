@@ -136,12 +136,24 @@ class HomeScreen(BaseScreen[None]):
         options.add_options([Option(t.name if t.builtin else f"{t.name} (yours)", id=t.name) for t in tasks])
         if tasks:
             names = [t.name for t in tasks]
-            options.highlighted = names.index("larger_animal") if "larger_animal" in names else 0
+            options.highlighted = names.index(self._first_task(names))
             self._show_task(tasks[options.highlighted].name)
         else:
             self.query_one("#task-preview", Static).update("no tasks found: import one with `i` "
                                                            "(or `iz tasks import FILE`)")
         options.focus()
+
+    def _first_task(self, names: list[str]) -> str:
+        """The task the user last ran (the newest run in the history), else :data:`engine.recent.FIRST_TASK`, a
+        built-in task where the default quick run shows the method's value; else the first listed."""
+        from engine import paths
+        from engine.recent import FIRST_TASK, last_task
+
+        path = getattr(self.app, "history_path", None) or paths.history_db()
+        for name in (last_task(path), FIRST_TASK):
+            if name in names:
+                return name
+        return names[0]
 
     @property
     def selected_task(self) -> str | None:

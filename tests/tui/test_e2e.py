@@ -32,7 +32,7 @@ async def test_run_rerank_export_with_the_real_engine(workdir: Path) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         home = app.screen
-        assert isinstance(home, HomeScreen) and home.selected_task == "larger_animal"
+        assert isinstance(home, HomeScreen) and home.selected_task == "antonyms"
         for attr, value in (("evaluations", 4), ("n_init", 2), ("batch_size", 2), ("n_dev", 3), ("n_test", 3)):
             home.query_one(f"#num-{attr}", Input).value = str(value)
         await pilot.pause()

@@ -8,6 +8,7 @@ from typing import Any
 
 from textual.widgets import Input, OptionList, Select, TextArea
 
+from engine.recent import FIRST_TASK, last_task
 from iz_tui.app import IZApp
 from iz_tui.requests import PRESETS, RunRequest
 from iz_tui.screens.home import HomeScreen
@@ -26,13 +27,35 @@ async def test_tasks_are_listed_with_a_preview() -> None:
         assert isinstance(screen, HomeScreen)
         options = screen.query_one("#tasks", OptionList)
         assert options.option_count >= 10
-        assert screen.selected_task == "larger_animal"
+        # Nothing run yet: the task where the quick run shows the method's value (engine.recent.FIRST_TASK)
+        assert screen.selected_task == FIRST_TASK == "antonyms"
         preview = text_of(app, "#task-preview")
-        assert "larger_animal" in preview and "exact_match" in preview and "195 examples" in preview
-        assert "pigeon, cheetah" in preview
+        assert "antonyms" in preview and "contains" in preview and "242 examples" in preview
+        assert "interior" in preview
         await pilot.press("down")
-        assert screen.selected_task != "larger_animal"
+        assert screen.selected_task != "antonyms"
         assert screen.selected_task in text_of(app, "#task-preview")
+
+
+async def test_the_first_screen_offers_the_task_last_run() -> None:
+    from engine.store import open_history
+
+    h = open_history()
+    h.create_run("sentiment", "random", {"method": "random"}, {"name": "embedded"})
+    h.create_run("larger_animal", "random", {"method": "random"}, {"name": "embedded"})
+    h.close()
+    app = IZApp(config=default_config())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, HomeScreen) and screen.selected_task == "larger_animal"
+        assert "larger_animal" in text_of(app, "#task-preview")
+
+
+def test_last_task_is_none_for_a_missing_or_foreign_file(tmp_path: Path) -> None:
+    assert last_task(tmp_path / "none.db") is None
+    (tmp_path / "junk.db").write_bytes(b"not a database at all" * 100)
+    assert last_task(tmp_path / "junk.db") is None
 
 
 async def test_presets_and_custom_numbers() -> None:

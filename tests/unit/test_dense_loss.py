@@ -60,8 +60,10 @@ def test_fit_with_dense_loss_reaches_gpytorchs_optimum() -> None:
         with torch.no_grad():
             optima.append(float(mll(mll.model(*mll.model.train_inputs), mll.model.train_targets)))
     # The same function to the last digits, but L-BFGS-B's path follows rounding on the flat ridges of this
-    # likelihood and stops at another point of nearly the same height (here 1e-4 per data point apart).
-    assert optima[1] == pytest.approx(optima[0], abs=1e-3)
+    # likelihood and stops at another point of nearly the same height: 1e-4 per data point apart where this test
+    # was written, 2e-3 with the packages a fresh set-up installed on 2026-12-07 (the same on main before any
+    # change). A wrong loss or gradient lands far from gpytorch's optimum, not within a few thousandths.
+    assert optima[1] == pytest.approx(optima[0], abs=5e-3)
 
 
 def test_which_fits_use_the_dense_loss_and_the_looser_tolerance(monkeypatch: pytest.MonkeyPatch) -> None:

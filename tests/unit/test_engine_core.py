@@ -17,6 +17,7 @@ from unit_fakes import FakeEndpoint, FakeGenerator, engine_with_fakes, run_to_en
 
 from engine.config import METHOD_HELP, METHODS, RunSettings, revive
 from engine.errors import ConfigError
+from engine.generator_setup import default_prompt_style
 from engine.runner import Engine
 from engine.usage import Usage
 from engine.wire.events import CandidateScored, Event, RunFinished
@@ -64,7 +65,11 @@ def test_a_created_run_revives_to_the_same_settings(fake: FakeEndpoint, tmp_path
     engine = engine_with_fakes(fake, tmp_path)
     run_id = engine.create_run(TASK, {"method": "manual", "n_dev": 3, **SMALL}, instructions=["A.", "B."])
     stored = revive(engine.history.run(run_id))
-    assert stored.settings == engine.config.run.with_overrides({"method": "manual", "n_dev": 3, **SMALL})
+    # "auto" is recorded as the style the generator model asks in, so a resume or --like asks alike
+    style = default_prompt_style(engine.config.generator)
+    assert style in ("paper", "direct") and stored.settings.prompt_style == style
+    assert stored.settings == engine.config.run.with_overrides({"method": "manual", "n_dev": 3, **SMALL,
+                                                                "prompt_style": style})
     assert stored.instructions == ["A.", "B."]
     assert stored.endpoint_name == "fake" and stored.profile == engine.config.endpoints["fake"]
 

@@ -23,6 +23,11 @@ def made(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
     class Made:
         catalog_name: str | None = None
+        progress: Any = None
+        loaded = False
+
+        def load(self) -> None:
+            self.loaded = True
 
     def fake_make(model: str | None, device: str, max_new_tokens: int, batch_size: int, *, backend: str,
                   **knobs: Any) -> Made:
@@ -45,6 +50,18 @@ def test_user_settings_override_the_per_model_knobs(made: list[dict[str, Any]], 
     assert made[-1]["soft_position"] == "tail"  # a knob the user did not set keeps the measured value
     assert generator_setup.GENERATOR_KNOBS[""] == {"soft_scale": 3.0, "soft_position": "tail"}  # not mutated
     assert gen.catalog_name is None  # a path, not a catalog name
+    assert made[-1]["lazy"] is True and gen.loaded and gen.progress is None  # loaded once progress was attached
+    generator_setup.make_run_generator(GeneratorSettings(model=str(model), soft_position="answer"))
+    assert made[-1]["soft_position"] == "answer"
+    assert made[-1]["prompt_style"] == generator_setup.DEFAULT_PROMPT_STYLE  # a model outside the catalog
+
+
+def test_the_prompt_style_is_the_models_measured_one_without_loading_anything(tmp_path: Path) -> None:
+    for name, knobs in generator_setup.GENERATOR_KNOBS.items():
+        if name in ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "smollm2-135m"):
+            assert generator_setup.default_prompt_style(GeneratorSettings(model=name)) == knobs["prompt_style"]
+    path = tmp_path / "other.gguf"
+    assert generator_setup.default_prompt_style(GeneratorSettings(model=str(path))) == "direct"
 
 
 def test_settings_reject_nonsense() -> None:

@@ -17,10 +17,15 @@ import pytest
 
 from engine.prompts import (
     ANSWER_PREFIX,
+    APE_SYSTEM,
     CHAT_TAIL,
+    DIRECT_QUESTION,
+    DIRECT_SYSTEM,
     PLACEHOLDER_INSTRUCTION,
     SOFT_POSITIONS,
+    answer_prefix,
     ape_prompt,
+    ape_system,
     build_prompt_text,
     clean_instruction,
     demo_pairs,
@@ -145,6 +150,68 @@ def test_ape_forward_prompt() -> None:
     chat = ape_prompt(DEMOS, "chat")
     assert chat == build_prompt_text(DEMOS)[: -len(ANSWER_PREFIX)] + CHAT_TAIL
     assert chat.count(ANSWER_PREFIX) == 1
+    assert ape_system("chat") == APE_SYSTEM and ape_system("completions") is None
+
+
+# -- the direct style (chat generators) ---------------------------------------------------------------------------
+
+
+def test_direct_style_asks_for_the_task_and_leaves_the_answer_open() -> None:
+    """A system turn, one pair a line, the question; the assistant's turn is opened and nothing is prefilled, so
+    a chat model answers the question instead of continuing the paper's sentence."""
+    before, after = split_at_soft_slot(DEMOS, soft_position="tail", style="direct", chat_template=chatml)
+    assert before == (
+        f"<|im_start|>system\n{DIRECT_SYSTEM}<|im_end|>\n<|im_start|>user\n"
+        "Input: cat, elephant -> Output: elephant\nInput: whale, mouse -> Output: whale\n"
+        "Input: ant, horse -> Output: horse\n\n"
+    )
+    assert after == f"{DIRECT_QUESTION}<|im_end|>\n<|im_start|>assistant\n"
+    assert "friend" not in before + after and ANSWER_PREFIX not in before + after
+    assert answer_prefix("direct", chat=True) == "" and answer_prefix("paper", chat=True) == ANSWER_PREFIX
+    # the user's own system turn wins over the style's
+    before, _ = split_at_soft_slot(DEMOS, style="direct", chat_template=chatml, system_prompt="Be brief.")
+    assert before.startswith("<|im_start|>system\nBe brief.<|im_end|>") and DIRECT_SYSTEM not in before
+
+
+@pytest.mark.parametrize("template", [None, chatml], ids=["base", "chat"])
+def test_direct_style_soft_slots_split_one_text(template: object) -> None:
+    whole = {pos: split_at_soft_slot(DEMOS, soft_position=pos, style="direct", chat_template=template)
+             for pos in SOFT_POSITIONS}
+    assert len({before + after for before, after in whole.values()}) == 1
+    # no sentence before the pairs: "pairs" is "user"; a base model has no turns (user == start, answer == tail)
+    assert whole["pairs"] == whole["user"]
+    assert len({before for before, _ in whole.values()}) == (4 if template else 2)
+    if template is not None:
+        assert whole["answer"][1] == ""  # the assistant's turn, nothing prefilled
+    else:
+        assert whole["answer"] == whole["tail"]
+        assert whole["tail"][1] == f"{DIRECT_QUESTION}\n\nInstruction:"
+        assert build_prompt_text(DEMOS, "direct").endswith("Instruction:")
+
+
+def test_ape_asks_in_the_runs_style() -> None:
+    """APE's proposer gets the generator's words: in the direct style the same question and system turn."""
+    chat = ape_prompt(DEMOS, "chat", "direct")
+    assert chat.endswith(DIRECT_QUESTION) and chat.startswith("Input: cat, elephant -> Output: elephant\n")
+    assert ape_system("chat", "direct") == DIRECT_SYSTEM
+    assert ape_prompt(DEMOS, "completions", "direct") == build_prompt_text(DEMOS, "direct")
+    assert ape_system("completions", "direct") is None
+
+
+@pytest.mark.parametrize("text", [
+    "Infer the task from the given examples.", "Infer the task behind the examples.",
+    "Infer the task behind these examples.", "Based on the output pairs provided, the instruction appears to be.",
+])
+def test_echoes_of_the_direct_question_are_echoes(text: str) -> None:
+    assert is_echo(text)
+
+
+@pytest.mark.parametrize("text", [
+    "Transform the input word into its opposite.", "Determine the negation of the given statement.",
+    "Identify the first letter of each word in the input.", "Name the task of sorting words.",
+])
+def test_instructions_that_name_a_task_are_not_echoes_in_any_style(text: str) -> None:
+    assert not is_echo(text)
 
 
 # -- cleaning ---------------------------------------------------------------------------------------------------
@@ -175,6 +242,18 @@ def test_ape_forward_prompt() -> None:
     ("list the colours, ;", "List the colours."),
     ("list the colours:", "List the colours."),
     ("write it -", "Write it."),
+    # a chat model's dressing: a leading colon, blank lines, bold, quotes, labels, list marks, a lead-in line
+    (':\n\n**"Write the first letter of the name provided."**', "Write the first letter of the name provided."),
+    ("**Instruction:** Transform the input word into its opposite.", "Transform the input word into its opposite."),
+    ('Instruction: "Negate the sentence"', "Negate the sentence."),
+    ("*Determine* the sentiment of the review.", "Determine the sentiment of the review."),
+    ("The task is to identify the first letter.", "Identify the first letter."),
+    ("The instruction is: Add the numbers.", "Add the numbers."),
+    ("Sure! Here is the instruction:\n\nWrite the plural form.", "Write the plural form."),
+    ("- Generate the opposite of the given word.", "Generate the opposite of the given word."),
+    ("1. Sort the words alphabetically.", "Sort the words alphabetically."),
+    ("> Reverse the word", "Reverse the word."),
+    ("Task: translate the word into French", "Translate the word into French."),
     # an own ending is kept; only the first letter is capitalised
     ("what is the capital?", "What is the capital?"),
     ("say it loud!", "Say it loud!"),

@@ -130,14 +130,16 @@ class FakeGenerator:
         self.sampled: list[tuple[int, float, int]] = []
         self.last = self.script[0]
         self.projections = 0
+        self.styles: list[str | None] = []  # the prompt style of every call
 
     def projection(self, intrinsic_dim: int, n_soft_tokens: int, seed: int, kind: str) -> object:
         self.projections += 1
         return ("projection", intrinsic_dim, n_soft_tokens, seed, kind)
 
     def instructions(self, Z: Any, demos: Any, proj: Any, n_soft_tokens: int,  # noqa: N803
-                     sample: tuple[float, int] | None = None) -> list[str]:
+                     sample: tuple[float, int] | None = None, style: str | None = None) -> list[str]:
         assert proj[0] == "projection" and len(demos) > 0
+        self.styles.append(style)
         n = len(Z)
         if sample is not None:
             # A second try by sampling: the scripted ``resamples`` in order, then an echo of the last text handed
