@@ -17,6 +17,9 @@ worker processes or ``--ray ADDRESS``, every cell an ordinary run in the benchma
 - ``iz_greedy``, ``random_greedy``: InstructZero / random without second tries for repeats (``resample_repeats =
   0``: greedy decoding only, as in the paper; the default re-decodes a soft prompt whose text the run has by
   sampling, see engine/resample.py);
+- ``iz_paper``, ``iz_direct``, ``random_paper``, ``ape_paper``: the same methods with the generator (and APE's
+  proposer) asked in the paper's framing or directly (``prompt_style``; the default is the generator model's
+  measured style, see bench/bench_generator.py);
 - ``ape``: APE as the paper ran it (the black-box endpoint proposes instructions from the demos);
 - ``ape_local``: APE sampling the local generator (same model and prompt as InstructZero, no soft prompt);
 - ``manual``: one plain hand-written instruction per task (:data:`MANUAL`), the reference a person would write.
@@ -124,6 +127,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "iz_echo": {"method": "instructzero", "resample_echoes": True},
     "random_echo": {"method": "random", "resample_echoes": True},
     "random": {"method": "random"},
+    "iz_paper": {"method": "instructzero", "prompt_style": "paper"},
+    "iz_direct": {"method": "instructzero", "prompt_style": "direct"},
+    "random_paper": {"method": "random", "prompt_style": "paper"},
+    "ape_paper": {"method": "ape", "prompt_style": "paper"},
     "ape": {"method": "ape"},
     "ape_local": {"method": "ape_local"},
     "manual": {"method": "manual"},

@@ -206,9 +206,11 @@ class Generator:
       model's loops ("The instruction was to "The instruction was to ..."). 0 turns it off.
     * ``prefix_cache``: reuse the keys/values of the prompt part before the soft tokens (same for every z).
     * ``dtype`` (transformers backend): ``auto`` is float32 on the CPU, half precision on a GPU.
-    * ``prompt_style``: ``paper`` (the paper's "I gave a friend an instruction and five inputs ...") or
-      ``plain`` (one short sentence before the pairs). Kept for experiments: on Qwen2.5-Coder-1.5B ``plain``
-      gave fewer distinct instructions (the model echoes whichever framing it gets; BENCHMARKS.md).
+    * ``prompt_style``: how the model is asked (:data:`engine.prompts.PROMPT_STYLES`): ``paper`` (the paper's
+      "I gave a friend an instruction and five inputs ... The instruction was to"), ``direct`` (a system turn and
+      a question asking for one imperative instruction that names the task; chat models name the task far more
+      often this way) or ``plain``. A run passes its own style to :meth:`instructions` and :meth:`sample`; this
+      knob is the default (per catalog model: :data:`engine.generator_setup.GENERATOR_KNOBS`).
     * ``system_prompt``: a system turn for chat models (None = the template's default). Kept for experiments:
       APE's system turn made Qwen2.5-Coder-1.5B write "Write an output for every input." for most z.
     """

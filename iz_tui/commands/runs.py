@@ -116,6 +116,10 @@ def complete_task(ctx: click.Context, param: click.Parameter, incomplete: str) -
 @click.option("--resample-echoes/--keep-echoes", "resample_echoes", default=None,
               help="Also sample again a soft prompt whose instruction only restates the generator's prompt "
                    f"(default {'on' if RUN_DEFAULTS.resample_echoes else 'off'}).")
+@click.option("--prompt-style", "prompt_style", type=click.Choice(["auto", "paper", "direct", "plain"]),
+              help="How the generator (and APE's proposer) is asked: the paper's 'I gave a friend ...', or 'direct' "
+                   "(asks for one instruction that names the task; chat models). Default auto: the generator "
+                   "model's measured style.")
 @click.option("--race/--no-race", "race", default=None,
               help="Stop scoring a candidate once it cannot beat the run's best (saves calls; default on).")
 @click.option("--max-calls", "budget_calls", type=click.IntRange(min=1), help="Stop after this many paid calls.")

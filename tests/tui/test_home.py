@@ -124,9 +124,9 @@ async def test_start_button_opens_the_run_screen(fake_engine) -> None:
         await wait_for(pilot, lambda: getattr(factory, "engine", None) and factory.engine.requests,
                        what="the start request")
         params = factory.engine.requests[0][1]
-        assert params["task"] == "larger_animal" and params["endpoint"] == "embedded"
+        assert params["task"] == "antonyms" and params["endpoint"] == "embedded"
         assert params["settings"]["budget_evaluations"] == 10
-        assert "larger_animal" in screen_text(app)
+        assert "antonyms" in screen_text(app)
 
 
 async def test_user_tasks_are_listed_beside_the_built_in_ones() -> None:
@@ -164,7 +164,7 @@ async def test_the_budget_line_shows_the_estimated_calls_tokens_and_money() -> N
         screen = app.screen
         assert isinstance(screen, HomeScreen)
         quick = Config().run.with_overrides({"method": "instructzero", **PRESETS["quick"].settings()})
-        est = estimate_run(load_task("larger_animal"), quick, paid)
+        est = estimate_run(load_task("antonyms"), quick, paid)
         line = text_of(app, "#estimate")
         assert f"≤ {est.calls} calls" in line and "tokens" in line and "free: local endpoint" in line
         screen.query_one("#endpoint", Select).value = "paid"
