@@ -154,8 +154,8 @@ class LlamaCppGenerator(Generator):
             fresh_tok = not (Path(f"{base}-tokenizer") / "tokenizer_config.json").is_file()
             # The first load does two slow conversions (cached afterwards): say which steps this load has.
             stages = ["checking the model file"]
-            stages += ["converting the tokenizer (first load only)"] if fresh_tok else ["loading the tokenizer"]
-            stages += ["dequantising the token embeddings (first load only)"] if fresh_embed else []
+            stages += ["converting the tokenizer (once)"] if fresh_tok else ["loading the tokenizer"]
+            stages += ["dequantising the embeddings (once)"] if fresh_embed else []
             stages += ["loading the weights", "sorting the vocabulary"]
 
             def step(stage: str, fraction: float | None = None) -> None:

@@ -5,8 +5,8 @@ minute for Qwen2.5-Coder-1.5B on 2 cores) and the work itself cannot report thro
 it runs in a worker thread, and events are written by the event loop. So the work only records where it is
 (:class:`Preparation`, called from the thread), and :func:`run_prepared` reads that record once a second on the
 loop and emits it with the time spent so far. A front end therefore sees the status change at least every second
-("preparing the generator qwen2.5-coder-1.5b: dequantising the token embeddings, step 3 of 5, 40% · 12 s"), never a
-line that looks stalled.
+("preparing generator qwen2.5-coder-1.5b · step 3/5 · 12 s · dequantising the embeddings (once) 40%"), never a line
+that looks stalled.
 """
 
 from __future__ import annotations
@@ -38,13 +38,13 @@ class Preparation:
             self._state = (stage, int(step), int(steps), None if fraction is None else min(max(fraction, 0.0), 1.0))
 
     def text(self, elapsed: float) -> str:
-        """The status line: what, the stage, ``step i of n``, the stage's share done, the seconds so far."""
+        """The status line, what matters first (a narrow terminal cuts the end): what, ``step i/n``, the seconds
+        so far, the stage and its share done."""
         with self._lock:
             stage, step, steps, fraction = self._state
-        where = f"{stage}, step {step} of {steps}" if steps else stage
-        if fraction is not None:
-            where += f", {fraction:.0%}"
-        return f"{self.what}: {where} · {elapsed:.0f} s"
+        where = f"step {step}/{steps} · " if steps else ""
+        done = f" {fraction:.0%}" if fraction is not None else ""
+        return f"{self.what} · {where}{elapsed:.0f} s · {stage}{done}"
 
 
 async def run_prepared(work: Callable[[Preparation], T], prep: Preparation, show: Callable[[str], None],

@@ -378,6 +378,8 @@ def clean_instruction(raw: str) -> str:
         text = text[: echo.start()]
     text = _SENTENCE_END.split(text.strip(), maxsplit=1)[0]
     text = re.sub(r"\s+", " ", _strip_lead(text)).rstrip(" ,;:-" + _QUOTES).strip()
+    if text.count('"') % 2:  # a quote left unpaired by the lead-in's removal ('"Split" the words' -> 'Split" ...')
+        text = text.replace('"', "")
     if sum(1 for word in text.split() if any(ch.isalnum() for ch in word)) < 2:
         return ""
     text = text[0].upper() + text[1:]

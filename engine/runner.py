@@ -153,7 +153,7 @@ class Engine:
 
                 g = self.config.generator
                 path, name = await asyncio.to_thread(generator_spec, g)
-                prep = Preparation(f"preparing the generator {name or Path(path).name}")
+                prep = Preparation(f"preparing generator {name or Path(path).name}")
                 self._generator = await run_prepared(lambda p: make_run_generator(g, progress=p), prep,
                                                      lambda text: emit(Status(run_id, text)))
             return self._generator

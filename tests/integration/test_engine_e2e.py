@@ -99,7 +99,7 @@ def test_each_method_end_to_end(method: str, monkeypatch: pytest.MonkeyPatch, iz
     if method == "ape":  # the paper's APE: the run's own endpoint proposes (3, then 2), and those calls are paid
         assert [m for m in statuses if m.endswith("(APE)")] == [
             "asking embedded for 3 instructions (APE)", "asking embedded for 2 instructions (APE)"]
-        assert not any("preparing the generator" in m for m in statuses)
+        assert not any("preparing generator" in m for m in statuses)
         assert all(c["instruction"].strip() for c in cands)
 
 

@@ -67,6 +67,7 @@ async def test_the_quick_run_names_the_task(qwen: str) -> None:
     finally:
         await engine.aclose()
     for task, (best, texts) in results.items():
+        print(f"{task}: best {best!r}; candidates {texts}")  # shown with -s, for the record
         assert NAMES_THE_TASK[task].search(best), (task, best, texts)
         junk = [t for t in texts if t == PLACEHOLDER_INSTRUCTION or is_echo(t)]
         assert len(junk) <= len(texts) // 2, (task, texts)

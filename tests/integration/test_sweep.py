@@ -74,7 +74,7 @@ def _check(result: dict[str, Any], events: list[SweepEvent], live: list[int]) ->
     assert len(workers) <= 2 and os.getpid() not in {e.data["pid"] for e in starts}
     worker_of = {e.cell["id"]: e.data["worker"] for e in starts if e.cell is not None}
     loads = Counter(worker_of[e.cell["id"]] for e in events if e.kind == "cell_progress" and e.cell is not None
-                    and e.data["type"] == "status" and "preparing the generator" in e.data["message"])
+                    and e.data["type"] == "status" and "preparing generator" in e.data["message"])
     random_cells = sum(c["method"] == "random" for c in cells)
     assert loads and max(loads.values()) == 1 and sum(loads.values()) < random_cells
     table = sweep_table(cells)

@@ -504,7 +504,7 @@ async def test_kill_while_loading_and_while_generating_then_cli_resume(home: Pat
     it writes the second batch (iteration 0 proposed and scored, the BO step has chosen the next soft prompt);
     `iz run --resume` then finishes it. What iteration 0 produced and scored survives unchanged, and nothing of
     the batch being written is in the store."""
-    loading = Point("generator_load", on_event=lambda e: isinstance(e, Status) and "preparing the generator" in e.message)
+    loading = Point("generator_load", on_event=lambda e: isinstance(e, Status) and "preparing generator" in e.message)
     killed = await start_and_kill(home, fake, db, loading, GENERATED)
     run_id = killed.run_id
     h = open_history(db)

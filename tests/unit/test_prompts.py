@@ -254,6 +254,8 @@ def test_instructions_that_name_a_task_are_not_echoes_in_any_style(text: str) ->
     ("1. Sort the words alphabetically.", "Sort the words alphabetically."),
     ("> Reverse the word", "Reverse the word."),
     ("Task: translate the word into French", "Translate the word into French."),
+    (' "Split" the input string into words.', "Split the input string into words."),
+    ('Write "cat" in capitals.', 'Write "cat" in capitals.'),
     # an own ending is kept; only the first letter is capitalised
     ("what is the capital?", "What is the capital?"),
     ("say it loud!", "Say it loud!"),
