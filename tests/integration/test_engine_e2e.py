@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from engine.errors import EngineError
+from engine.prompts import DIRECT_QUESTION
 from engine.store import open_history
 from engine.wire.client import EngineClient
 from engine.wire.events import CandidateScored, RunFailed, RunFinished, Status
@@ -291,7 +292,7 @@ def test_ape_proposes_through_the_endpoint_and_a_repeat_is_free(counting_proxy: 
     assert isinstance(last, RunFinished), last
     run = _check_run_in_store(run_id, settings["n_dev"], settings["n_test"])
     sent = list(counting_proxy.log)
-    proposals = [e for e in sent if "I gave a friend an instruction" in e["prompt"]]
+    proposals = [e for e in sent if "I gave a friend an instruction" in e["prompt"] or DIRECT_QUESTION in e["prompt"]]
     cands = open_history().candidates(run_id)
     # One request per candidate, each with its own demo order and seed; a repeated proposal is free and asks again.
     assert len(proposals) >= len(cands) >= 4

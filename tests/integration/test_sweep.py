@@ -73,8 +73,10 @@ def _check(result: dict[str, Any], events: list[SweepEvent], live: list[int]) ->
     workers = {e.data["worker"] for e in starts}
     assert len(workers) <= 2 and os.getpid() not in {e.data["pid"] for e in starts}
     worker_of = {e.cell["id"]: e.data["worker"] for e in starts if e.cell is not None}
-    loads = Counter(worker_of[e.cell["id"]] for e in events if e.kind == "cell_progress" and e.cell is not None
-                    and e.data["type"] == "status" and "preparing generator" in e.data["message"])
+    # a load shows a status line a second: count the cells that showed one
+    loaded = {e.cell["id"] for e in events if e.kind == "cell_progress" and e.cell is not None
+              and e.data["type"] == "status" and "preparing generator" in e.data["message"]}
+    loads = Counter(worker_of[cell] for cell in loaded)
     random_cells = sum(c["method"] == "random" for c in cells)
     assert loads and max(loads.values()) == 1 and sum(loads.values()) < random_cells
     table = sweep_table(cells)

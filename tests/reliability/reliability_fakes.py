@@ -46,8 +46,10 @@ def user_text(body: dict[str, Any]) -> str:
 
 
 def is_proposal(text: str) -> bool:
-    """An APE proposal request (the paper's forward template), not a scoring one."""
-    return "I gave a friend an instruction" in text or "The instruction was to" in text
+    """An APE proposal request (the paper's forward template or the direct question), not a scoring one."""
+    from engine.prompts import DIRECT_QUESTION
+
+    return "I gave a friend an instruction" in text or "The instruction was to" in text or DIRECT_QUESTION in text
 
 
 def answer_for(body: dict[str, Any]) -> str:

@@ -25,6 +25,13 @@ from engine.store import open_history
 FORWARD = "I gave a friend an instruction"
 
 
+def is_proposal(text: str) -> bool:
+    """An APE proposal in either prompt style: the paper's forward template or the direct question."""
+    from engine.prompts import DIRECT_QUESTION
+
+    return FORWARD in text or DIRECT_QUESTION in text
+
+
 class FakeEndpoint:
     """A stdlib HTTP server on 127.0.0.1 speaking chat and completions: a proposal (a prompt holding the
     forward template) is answered with ``propose(body)``, anything else with ``answer``; every request body is
@@ -63,7 +70,7 @@ class FakeEndpoint:
                     self.wfile.write(data)
                     return
                 prompt = json.dumps(body.get("messages") or body.get("prompt"))
-                if FORWARD in prompt:
+                if is_proposal(prompt):
                     text = fake.propose(body)
                 elif fake.answer_for is not None:
                     text = fake.answer_for(json.loads(prompt)[-1]["content"] if body.get("messages")
@@ -89,7 +96,7 @@ class FakeEndpoint:
 
     def proposals(self) -> list[dict[str, Any]]:
         """The bodies of the APE proposal requests."""
-        return [r["body"] for r in self.requests if FORWARD in json.dumps(r["body"])]
+        return [r["body"] for r in self.requests if is_proposal(json.dumps(r["body"]))]
 
     def asking(self, instruction: str) -> int:
         """How many requests carried ``instruction`` in their prompt."""
