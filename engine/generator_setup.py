@@ -62,9 +62,10 @@ def _catalog_name(settings: GeneratorSettings) -> str | None:
     return catalog.get(spec).name if catalog.is_catalog_name(spec) else None
 
 
-def model_knobs(settings: GeneratorSettings, name: str | None = None) -> dict[str, Any]:
-    """The generator knobs for the settings' model: the catalog's measured ones, then the user's settings."""
-    knobs = dict(GENERATOR_KNOBS.get(name if name is not None else _catalog_name(settings) or "", {}))
+def model_knobs(settings: GeneratorSettings, name: str | None) -> dict[str, Any]:
+    """The generator knobs for the settings' model (catalog ``name``, None for a path or hub id): the catalog's
+    measured ones, then the user's settings."""
+    knobs = dict(GENERATOR_KNOBS.get(name or "", {}))
     if settings.soft_scale is not None:
         knobs["soft_scale"] = settings.soft_scale
     if settings.soft_position != "auto":
@@ -77,7 +78,7 @@ def model_knobs(settings: GeneratorSettings, name: str | None = None) -> dict[st
 def default_prompt_style(settings: GeneratorSettings) -> str:
     """The prompt style a run with ``prompt_style = "auto"`` uses: the generator model's measured one. Cheap (loads
     nothing), so APE and the cost estimate use it without the generator."""
-    return str(model_knobs(settings).get("prompt_style", DEFAULT_PROMPT_STYLE))
+    return str(model_knobs(settings, _catalog_name(settings)).get("prompt_style", DEFAULT_PROMPT_STYLE))
 
 
 def pick_backend(path: str, device: str, backend: str) -> str:
@@ -115,7 +116,7 @@ def make_run_generator(settings: GeneratorSettings, progress: Any = None) -> Any
     GGUF converts and caches its tokenizer and embeddings, about a minute). ``progress`` hears each stage of the
     load (:class:`engine.preparation.Preparation`)."""
     path, name = generator_spec(settings)
-    knobs = model_knobs(settings, name or "")
+    knobs = model_knobs(settings, name)
     knobs.setdefault("prompt_style", DEFAULT_PROMPT_STYLE)
     log.info("generator: %s (%s), backend %s, knobs %s", name or path, path, settings.backend, knobs)
     gen = make_generator(path, settings.device, settings.max_new_tokens, settings.batch_size,

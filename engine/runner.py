@@ -225,10 +225,8 @@ class Engine:
         (what a front end sends); the merge happens here and nowhere else."""
         if not isinstance(settings, RunSettings):
             settings = self.config.run.with_overrides(settings)
-        if settings.prompt_style == "auto":  # recorded as the style used, so a resume or --like asks alike
-            from engine.generator_setup import default_prompt_style
-
-            settings = settings.model_copy(update={"prompt_style": default_prompt_style(self.config.generator)})
+        # "auto" is recorded as the style used, so a resume or --like asks alike
+        settings = settings.model_copy(update={"prompt_style": self._style(settings)})
         task = load_task(task_name)
         make_splits(task, n_demos=settings.n_demos, n_dev=settings.n_dev, n_test=settings.n_test, seed=settings.seed)
         name, profile = self.config.endpoint(endpoint, model)
@@ -482,8 +480,7 @@ class Engine:
         return out
 
     def _style(self, settings: RunSettings) -> str:
-        """The run's prompt style: recorded at creation, so "auto" only reaches here from a caller that skipped
-        :meth:`create_run`."""
+        """The run's prompt style: its own, or for "auto" the generator model's measured one (without loading it)."""
         if settings.prompt_style != "auto":
             return settings.prompt_style
         from engine.generator_setup import default_prompt_style
