@@ -3,7 +3,8 @@
 Both sides are normalised the same way before comparing (DESIGN.md, "Tasks and metrics"), because a black-box model
 answers in sentences ("The antonym is cold.") while the data holds bare answers ("cold"):
 
-1. the first non-blank line (a completion often runs on into a next, invented example);
+1. the first non-blank line (a completion often runs on into a next, invented example), without a leading
+   ``Output:`` or ``Answer:`` label (a black box that continues the evaluation prompt often repeats its last label);
 2. the text before the first period that ends a sentence (one followed by a space or the end of the line), so a
    decimal point ("3.5") or an abbreviation ("U.S.A. is") does not cut inside a word; leading periods
    ("...cold") are skipped so the head is never empty by accident;
@@ -53,6 +54,8 @@ _KEEP_MINUS, _KEEP_POINT = "\ue000", "\ue001"
 # Punctuation deleted outright (it sits inside a word: "don't", "U.S.A"); every other mark becomes a space so
 # "cold,hot" and "answer:cold" still split into words.
 _DELETED = {"'": "", "\u2019": "", "\u2018": "", ".": "", "`": ""}
+# The label of the evaluation prompt's answer slot, repeated by the model: "Output: cold" means "cold".
+_LABEL = re.compile(r"^(?:output|answer)\s*:\s*", re.IGNORECASE)
 
 
 def _first_line(text: str) -> str:
@@ -70,7 +73,8 @@ def normalize(text: str, case_sensitive: bool = False) -> str:
     """Normalise an answer or a prediction for comparison (see the module docstring for the rules)."""
     if not text:
         return ""
-    line = _first_line(unicodedata.normalize("NFKC", str(text))).lstrip(". \t")
+    line = _first_line(unicodedata.normalize("NFKC", str(text)))
+    line = _LABEL.sub("", line).lstrip(". \t")
     cut = _SENTENCE_PERIOD.search(line)
     if cut:
         line = line[: cut.start()]

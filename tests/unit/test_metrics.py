@@ -33,6 +33,9 @@ from engine.tasks.metrics import METRICS, contains, exact_match, exact_set, f1, 
     ("   \n  ", ""),
     (".", ""),
     ("and", ""),
+    ("Output: cold", "cold"),                    # the prompt's answer label, repeated
+    ("answer:Cold.", "cold"),
+    ("Outputs: cold", "outputs cold"),           # only the label itself
 ])
 def test_normalize(text: str, expected: str) -> None:
     assert normalize(text) == expected
@@ -51,6 +54,8 @@ def test_exact_match() -> None:
     assert exact_match("", [""]) == 0.0                            # empty never matches, even an empty answer
     assert exact_match("3.5", ["35"]) == 0.0
     assert exact_match("-5", ["5"]) == 0.0
+    assert exact_match("Output: cold", ["cold"]) == 1.0             # the repeated answer label is not the answer
+    assert exact_match("Output: the answer is cold", ["cold"]) == 0.0  # but a sentence still is no exact match
 
 
 def test_contains() -> None:
