@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import shutil
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -273,8 +274,13 @@ class LlamaCppGenerator(Generator):
             npy.parent.mkdir(parents=True, exist_ok=True)
             stats = {"std": float(matrix.std()), "rows": int(matrix.shape[0]), "cols": int(matrix.shape[1])}
             # Stats first, the matrix last: a crash in between leaves no .npy, so the next load redoes both.
-            stats_file.write_text(json.dumps(stats), encoding="utf-8")
-            tmp = Path(f"{base}.tmp.npy")
+            # Temporary names of this process and call alone: two engines (a sweep's workers) preparing the same
+            # model at once each write their own file, and the second rename harmlessly replaces the first.
+            unique = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            tmp_stats = Path(f"{base}.{unique}.tmp.json")
+            tmp_stats.write_text(json.dumps(stats), encoding="utf-8")
+            os.replace(tmp_stats, stats_file)
+            tmp = Path(f"{base}.{unique}.tmp.npy")
             np.save(tmp, matrix)
             os.replace(tmp, npy)
             del matrix
@@ -294,7 +300,7 @@ class LlamaCppGenerator(Generator):
             with contextlib.suppress(Exception):
                 return AutoTokenizer.from_pretrained(str(cached))
         tokenizer = AutoTokenizer.from_pretrained(self._source, gguf_file=self._gguf_file)
-        tmp = cached.with_name(cached.name + ".tmp")
+        tmp = cached.with_name(f"{cached.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")  # per process, as above
         with contextlib.suppress(OSError):
             shutil.rmtree(tmp, ignore_errors=True)
             tokenizer.save_pretrained(str(tmp))

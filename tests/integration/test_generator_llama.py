@@ -12,6 +12,7 @@ import importlib.util
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -176,3 +177,49 @@ def test_a_soft_prompt_can_be_sampled_again_seeded(gen: LlamaCppGenerator, Z: to
     assert gen.instructions(Z, DEMOS, A, N_TOKENS) == batched  # greedy decoding is untouched afterwards
     with pytest.raises(ValueError):
         gen.instructions(Z, DEMOS, A, N_TOKENS, sample=(0.0, 1))
+
+
+def test_two_engines_preparing_the_same_model_at_once_both_succeed(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sweep's workers start together and each prepares the embedding cache of the same model. Both write the
+    matrix before either renames it (a barrier inside np.save forces that order); with one shared temporary name
+    the second rename found nothing and the run failed. Each preparer now has its own."""
+    import threading
+
+    import numpy as np
+
+    monkeypatch.setenv("IZ_HOME", str(tmp_path))
+    monkeypatch.delenv("IZ_CACHE", raising=False)
+    barrier = threading.Barrier(2, timeout=120)
+    real_save = np.save
+
+    def save_then_wait(file: Any, arr: Any, *a: Any, **kw: Any) -> None:
+        real_save(file, arr, *a, **kw)
+        barrier.wait()
+
+    monkeypatch.setattr(np, "save", save_then_wait)
+    # The matrix's values do not matter here, only the files: skip the slow dequantisation (zeros of its shape).
+    import gguf.quants
+    from gguf import GGUFReader
+
+    cols = int(next(t for t in GGUFReader(str(default_model_path())).tensors
+                    if t.name == "token_embd.weight").shape[0])
+    monkeypatch.setattr(gguf.quants, "dequantize", lambda data, _type: np.zeros((len(data), cols), np.float32))
+    gens = [LlamaCppGenerator(str(default_model_path()), "cpu", 24, lazy=True) for _ in range(2)]  # not loaded: no cache yet
+    errors: list[BaseException] = []
+    shapes: list[tuple[int, ...]] = []
+
+    def prepare(g: LlamaCppGenerator) -> None:
+        try:
+            shapes.append(g._embedding_matrix(default_model_path()).shape)
+        except BaseException as exc:  # the test reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=prepare, args=(g,)) for g in gens]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert len(shapes) == 2 and shapes[0] == shapes[1]
+    assert not list(paths.cache_dir().glob("*.tmp*"))  # no temporary file left behind
