@@ -15,7 +15,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, get_args
+from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -150,23 +150,13 @@ class EndpointProfile(_Strict):
         return self.model_dump()
 
 
-Method = Literal["instructzero", "random", "ape", "ape_local", "manual"]
-#: Every method a run can use, in the order front ends list them; derived from :class:`RunSettings`' field type.
-METHODS: tuple[str, ...] = get_args(Method)
-#: One line per method, for pickers and ``--help``.
-METHOD_HELP: dict[str, str] = {
-    "instructzero": "soft prompts → local model → instructions, tuned by Bayesian optimisation",
-    "random": "baseline: random soft prompts through the same local model (the paper's Uniform)",
-    "ape": "baseline: the endpoint proposes instructions from the demos (APE, as in the paper)",
-    "ape_local": "baseline: instructions sampled from the local model, no soft prompt (APE, local)",
-    "manual": "score instructions you write yourself (one a line)",
-}
-
-
 class RunSettings(_Strict):
     """Defaults for a run; every one of them can be changed per run."""
 
-    method: Method = "instructzero"
+    method: str = Field(
+        default="instructzero", pattern=r"^[a-z][a-z0-9_]*$",
+        description="The method (engine.methods: instructzero, random, ape, ape_local, opro, manual, or a plug-in's).",
+    )
     intrinsic_dim: int = Field(default=10, ge=1, le=1024)
     n_soft_tokens: int = Field(default=5, ge=1, le=64)
     projection: Literal["uniform", "normal"] = "uniform"

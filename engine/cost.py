@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from engine.config import PRICES_UNKNOWN, EndpointProfile, RunSettings
+from engine.methods import get as get_method
 from engine.tasks import Example, Task, make_splits
 from engine.usage import Usage, estimate_tokens
 
@@ -103,7 +104,8 @@ def estimate_run(task: Task, settings: RunSettings, profile: EndpointProfile, *,
                          seed=settings.seed)
     api = task.api or profile.api
     max_tokens = task.max_tokens or profile.max_tokens
-    evaluations = (n_instructions or 0) if settings.method == "manual" else settings.evaluations
+    method = get_method(settings.method)
+    evaluations = method.budget(settings, n_instructions or 0)
     test = splits.test if evaluations else []
 
     def cost_of(examples: list[Example]) -> tuple[int, int, int]:
@@ -123,16 +125,17 @@ def estimate_run(task: Task, settings: RunSettings, profile: EndpointProfile, *,
     calls = evaluations * dev_calls + test_calls
     prompt = evaluations * dev_prompt + test_prompt
     completion = evaluations * dev_completion + test_completion
-    if settings.method == "ape" and evaluations and splits.demos:
+    if method.pays_for_proposals and evaluations and splits.demos:
         from engine.prompts import ape_prompt, ape_system
 
         proposer_api = profile.api
         style = "direct" if settings.prompt_style == "auto" else settings.prompt_style  # auto: the longer system
         asked = estimate_tokens(ape_prompt(splits.demos, proposer_api, style))
         asked += estimate_tokens(ape_system(proposer_api, style) or "")
-        calls += evaluations
-        prompt += evaluations * asked
-        completion += evaluations * min(APE_MAX_TOKENS, estimate_tokens(TYPICAL_INSTRUCTION))
+        proposals = method.proposal_calls(settings, evaluations)  # each priced as an APE request (OPRO's grow)
+        calls += proposals
+        prompt += proposals * asked
+        completion += proposals * min(APE_MAX_TOKENS, estimate_tokens(TYPICAL_INSTRUCTION))
 
     prices = profile.prices
 

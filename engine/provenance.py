@@ -20,11 +20,9 @@ from typing import Any
 
 from engine import paths
 from engine.config import Config, EndpointProfile, RunSettings
+from engine.methods import get as get_method
 
 log = logging.getLogger(__name__)
-
-#: Methods that never use the local generator: their runs record no generator.
-NO_GENERATOR = ("ape", "manual")
 
 
 def package_version() -> str:
@@ -92,14 +90,15 @@ def blackbox_identity(endpoint_name: str, profile: EndpointProfile) -> dict[str,
 
 def run_provenance(config: Config, settings: RunSettings, endpoint_name: str, profile: EndpointProfile) -> dict[str, Any]:
     """Everything needed to say what made a run, and to repeat it."""
+    method = get_method(settings.method)
     return {
         "version": package_version(),
         "python": platform.python_version(),
         "seed": settings.seed,
-        "generator": None if settings.method in NO_GENERATOR else generator_identity(config),
+        "generator": generator_identity(config) if method.needs_generator else None,
         "blackbox": blackbox_identity(endpoint_name, profile),
         "proposer": blackbox_identity(*config.endpoint(settings.ape_endpoint))
-        if settings.method == "ape" and settings.ape_endpoint else None,
+        if method.pays_for_proposals and settings.ape_endpoint else None,
     }
 
 

@@ -24,6 +24,7 @@ from engine import paths
 from engine.config import Config, EndpointProfile, RunSettings, load_config, revive
 from engine.cost import run_cost, run_cost_text
 from engine.errors import ConfigError, IZError
+from engine.methods import METHODS, Method
 from engine.models.catalog import not_gguf
 from engine.models.embedded import EmbeddedServers, servers
 from engine.provenance import run_provenance
@@ -127,6 +128,45 @@ class _RunState:
         return cost + n_test * cost / self.usage.calls > cap
 
 
+class _RunContext:
+    """What a method sees while it proposes (engine.methods.base.Context), bound to one run and one batch."""
+
+    def __init__(self, engine: Engine, state: _RunState, position: int, emit: Emit) -> None:
+        self._engine, self._state, self._emit = engine, state, emit
+        self.settings = state.settings
+        self.run_id = state.run_id
+        self.task = state.task
+        self.demos = state.splits.demos
+        self.dev = state.splits.dev
+        self.instructions = state.instructions
+        self.position = position
+        self.style = engine._style(state.settings)
+
+    async def generator(self) -> Any:
+        return await self._engine.generator(self._emit, self.run_id)
+
+    async def proposer(self) -> tuple[str, Any]:
+        s = self.settings
+        name, profile = (self._engine.config.endpoint(s.ape_endpoint) if s.ape_endpoint
+                         else (self._state.endpoint_name, self._state.profile))
+        return name, await self._engine.blackbox(name, profile, self._emit, self.run_id)
+
+    def scored(self) -> list[dict[str, Any]]:
+        return self._engine.history.candidates(self.run_id, status="scored")
+
+    def outputs(self, candidate_id: int, split: str) -> list[dict[str, Any]]:
+        return self._engine.history.outputs(candidate_id, split)
+
+    def taken(self) -> list[str]:
+        return [c["instruction"] for c in self._engine.history.candidates(self.run_id)]
+
+    def status(self, text: str) -> None:
+        self._emit(Status(self.run_id, text))
+
+    def pay(self, answers: Sequence[Any]) -> None:
+        self._state.usage += Usage.of_answers(list(answers))
+
+
 class Engine:
     """Holds the warm parts (generator, black-box clients, embedded server) and runs methods on tasks."""
 
@@ -137,6 +177,15 @@ class Engine:
         self._blackboxes: dict[str, Any] = {}
         self._embedded: EmbeddedServers = servers  # the process's pool owns the servers' life cycle
         self._lock: asyncio.Lock | None = None
+        #: The methods runs may use (engine.methods' registry; a test may put a method with a scripted step here).
+        self.methods: Mapping[str, Method] = METHODS
+
+    def _method(self, name: str) -> Method:
+        """The method called ``name``, or an error that lists the ones there are."""
+        found = self.methods.get(name)
+        if found is None:
+            raise IZError(f"unknown method {name!r}", f"use one of {', '.join(self.methods)}")
+        return found
 
     # -- warm parts ---------------------------------------------------------------------------------------
     def _alock(self) -> asyncio.Lock:
@@ -225,14 +274,14 @@ class Engine:
         (what a front end sends); the merge happens here and nowhere else."""
         if not isinstance(settings, RunSettings):
             settings = self.config.run.with_overrides(settings)
+        method = self._method(settings.method)  # an unknown method fails first, naming the ones there are
         # "auto" is recorded as the style used, so a resume or --like asks alike
         settings = settings.model_copy(update={"prompt_style": self._style(settings)})
         task = load_task(task_name)
         make_splits(task, n_demos=settings.n_demos, n_dev=settings.n_dev, n_test=settings.n_test, seed=settings.seed)
         name, profile = self.config.endpoint(endpoint, model)
-        if settings.method == "manual" and not instructions:
-            raise IZError("the manual method needs instructions to score", "pass --instruction TEXT (repeatable)")
-        if settings.method == "ape" and settings.ape_endpoint:
+        method.validate(settings, instructions)
+        if method.pays_for_proposals and settings.ape_endpoint:
             self.config.endpoint(settings.ape_endpoint)  # an unknown proposer profile fails here, not mid-run
         if task.judge is not None and task.judge.endpoint:
             self.config.endpoint(task.judge.endpoint)  # so does an unknown judge profile
@@ -266,7 +315,7 @@ class Engine:
         not pulled or a file that is not a model fails before the run is recorded rather than seconds into it."""
         if profile.embedded:
             self._embedded.for_model(profile.model)  # EndpointError / ModelError naming the fix
-        if settings.method not in ("instructzero", "random", "ape_local") or self._generator is not None:
+        if not self._method(settings.method).needs_generator or self._generator is not None:
             return
         from pathlib import Path
 
@@ -352,7 +401,7 @@ class Engine:
         splits = make_splits(
             task, n_demos=settings.n_demos, n_dev=settings.n_dev, n_test=settings.n_test, seed=settings.seed
         )
-        budget = len(instructions) if settings.method == "manual" else settings.evaluations
+        budget = self._method(settings.method).budget(settings, len(instructions))
         state = _RunState(row["id"], task, splits, settings, name, profile, instructions, budget,
                           seconds_before=row["seconds"] or 0.0)
         for c in self.history.candidates(row["id"], status="scored"):
@@ -404,80 +453,21 @@ class Engine:
     async def _propose(
         self, state: _RunState, iteration: int, position: int, room: int, emit: Emit
     ) -> list[dict[str, Any]]:
-        """Make the next batch of candidates and record them before any of them is scored."""
-        s = state.settings
-        method = s.method
-        demos = state.splits.demos
-        zs: list[list[float] | None]
-        decodings: list[str | None] = []  # soft prompts only: "greedy", or "sampled" (a second try for a repeat)
-        if method == "manual":
-            texts = state.instructions[position : position + room]
-            zs = [None] * len(texts)
-        elif method == "ape":
-            n = min(room, s.batch_size if iteration else max(s.n_init, 1))
-            texts = await self._propose_ape(state, iteration, n, emit)
-            zs = [None] * len(texts)
-        elif method == "ape_local":
-            n = min(room, s.batch_size if iteration else max(s.n_init, 1))
-            gen = await self.generator(emit, state.run_id)
-            emit(Status(state.run_id, f"sampling {n} instructions from the local model (APE, local)"))
-            texts = await asyncio.to_thread(gen.sample, demos, n, s.ape_temperature, s.seed * 1000 + iteration,
-                                            self._style(s))
-            zs = [None] * len(texts)
-        else:
-            gen = await self.generator(emit, state.run_id)
-            n = min(room, s.n_init if iteration == 0 else s.batch_size)
-            Z = await asyncio.to_thread(self._next_points, state, iteration, n)
-            emit(Status(state.run_id, f"writing {n} instructions from soft prompts"))
-            extra = {} if s.soft_scale is None else {"scale": s.soft_scale}
-            proj = await asyncio.to_thread(gen.projection, s.intrinsic_dim, s.n_soft_tokens, s.seed, s.projection,
-                                           **extra)
-            greedy = await asyncio.to_thread(gen.instructions, Z, demos, proj, s.n_soft_tokens, style=self._style(s))
-            texts = greedy
-            if s.resample_repeats:
-                texts = await asyncio.to_thread(self._resample_repeats, state, gen, Z, proj, greedy, iteration, emit)
-            decodings = ["greedy" if a == b else "sampled" for a, b in zip(greedy, texts, strict=True)]
-            zs = [[float(v) for v in row] for row in Z.tolist()]
-        decodings = decodings or [None] * len(texts)
+        """Make the next batch of candidates (the run's method, engine.methods) and record them before any of them
+        is scored."""
+        method = self._method(state.settings.method)
+        n = method.batch(state.settings, iteration, room)
+        proposal = await method.propose(_RunContext(self, state, position, emit), iteration, n)
         with self.history.transaction():
             ids = [
                 self.history.add_candidate(state.run_id, iteration, position + i, z, text, decoding=how)
-                for i, (z, text, how) in enumerate(zip(zs, texts, decodings, strict=True))
+                for i, (z, text, how) in enumerate(zip(proposal.zs, proposal.texts, proposal.decodings, strict=True))
             ]
-            if method == "ape":  # the proposer's calls, stored with the candidates they paid for
+            if method.pays_for_proposals:  # the proposer's calls, stored with the candidates they paid for
                 self.history.update_run(state.run_id, **state.totals())
-        for i, (cid, text) in enumerate(zip(ids, texts, strict=True)):
+        for i, (cid, text) in enumerate(zip(ids, proposal.texts, strict=True)):
             emit(CandidateProposed(state.run_id, cid, iteration, position + i, text))
         return [self.history.candidate(cid) for cid in ids]
-
-    def _resample_repeats(self, state: _RunState, gen: Any, Z: Any, proj: Any, texts: list[str], iteration: int,
-                          emit: Emit) -> list[str]:
-        """Decode again, by sampling, the soft prompts whose greedy text the run already has (see
-        :mod:`engine.resample`): at ``resample_temperature``, up to ``resample_repeats`` times, seeded per run,
-        iteration and try so that a run is reproducible. The z recorded is the one decoded, so the surrogate still
-        learns what that point of the latent space writes."""
-        from engine.prompts import is_echo
-        from engine.resample import replace_repeats
-
-        s = state.settings
-        rows = Z.tolist()
-
-        def retry(positions: list[int], attempt: int) -> list[str]:
-            seed = (s.seed * 1000 + iteration) * 16 + attempt
-            return gen.instructions([rows[i] for i in positions], state.splits.demos, proj, s.n_soft_tokens,
-                                    sample=(s.resample_temperature, seed), style=self._style(s))
-
-        taken = [c["instruction"] for c in self.history.candidates(state.run_id)]
-        reject = is_echo if s.resample_echoes else None
-        out, n_repeats = replace_repeats(texts, taken, retry, s.resample_repeats, reject=reject)
-        if n_repeats:
-            found = sum(a != b for a, b in zip(out, texts, strict=True))
-            what = "a known instruction or an echo of the prompt" if reject else "a known instruction"
-            log.info("run %s: %d of %d soft prompts decoded to %s; sampling found %d new",
-                     state.run_id, n_repeats, len(texts), what, found)
-            emit(Status(state.run_id, f"{n_repeats} of {len(texts)} soft prompts wrote {what}; "
-                                      f"sampling them again found {found} new"))
-        return out
 
     def _style(self, settings: RunSettings) -> str:
         """The run's prompt style: its own, or for "auto" the generator model's measured one (without loading it)."""
@@ -486,24 +476,6 @@ class Engine:
         from engine.generator_setup import default_prompt_style
 
         return default_prompt_style(self.config.generator)
-
-    async def _propose_ape(self, state: _RunState, iteration: int, n: int, emit: Emit) -> list[str]:
-        """APE as the paper ran it: the proposer endpoint (``ape_endpoint``, else the run's own) writes ``n``
-        instructions from the demos. Its calls are paid like scoring calls, so they count in the run's budget."""
-        from engine.ape import propose_ape
-
-        s = state.settings
-        if s.ape_endpoint:
-            name, profile = self.config.endpoint(s.ape_endpoint)
-        else:
-            name, profile = state.endpoint_name, state.profile
-        bb = await self.blackbox(name, profile, emit, state.run_id)
-        emit(Status(state.run_id, f"asking {name} for {n} instructions (APE)"))
-        answers: list[Any] = []
-        texts = await propose_ape(bb, state.splits.demos, n, s.ape_temperature, s.seed * 1000 + iteration,
-                                  completions=answers, style=self._style(s))
-        state.usage += Usage.of_answers(answers)
-        return texts
 
     def _restore_unattributed_costs(self, state: _RunState) -> None:
         """On resume, add back what the run paid for outside its recorded candidates before the interruption.
@@ -515,32 +487,6 @@ class Engine:
         """
         extra = Usage.of_row(self.history.run(state.run_id)) - state.usage
         state.usage += Usage(*(max(getattr(extra, f), 0) for f in USAGE_FIELDS))
-
-    def _next_points(self, state: _RunState, iteration: int, n: int) -> Any:
-        import torch
-
-        from engine import bo
-
-        s = state.settings
-        d = s.intrinsic_dim
-        if s.method == "random":
-            g = torch.Generator().manual_seed(s.seed * 1000 + iteration)
-            return torch.rand(n, d, generator=g, dtype=torch.float64) * 2 - 1
-        if iteration == 0:
-            return bo.sobol_points(n, d, s.seed)
-        scored = [c for c in self.history.candidates(state.run_id, status="scored") if c["z"] is not None]
-        Z = torch.tensor([c["z"] for c in scored], dtype=torch.float64)
-        vectors = [c["scores"] for c in scored]
-        if s.surrogate == "graded":
-            vectors = [self._graded(state, c) for c in scored]
-        # A raced candidate answered only part of the dev set: its other examples count at its own mean, the
-        # one estimate of them there is (it is below the best, which is what racing established).
-        n_dev = len(state.splits.dev)
-        rows = [v + [sum(v) / len(v) if v else 0.0] * (n_dev - len(v)) for v in vectors]
-        S = torch.tensor(rows, dtype=torch.float64)
-        y = torch.tensor([sum(v) / len(v) if v else 0.0 for v in vectors] if s.surrogate == "graded"
-                         else [c["dev_score"] for c in scored], dtype=torch.float64)
-        return bo.propose(Z, S, y, n, seed=s.seed * 1000 + iteration, kernel=s.kernel, optimizer=s.optimizer)
 
     def _race(self, state: _RunState) -> Race | None:
         """The bar a batch's candidates are raced against: the run's best dev score *before* the batch, so the
@@ -623,21 +569,6 @@ class Engine:
             DROPPED.set(dropped)  # this task's context only (and the requests it starts)
         return await score_instruction(bb, state.task, cand["instruction"], state.splits.dev, judge=judge, race=race,
                                        received=received)
-
-    def _graded(self, state: _RunState, cand: dict[str, Any]) -> list[float]:
-        """A candidate's per-example dev scores for ``surrogate = "graded"``: each the metric's score or, when
-        higher, the answer's word-overlap F1 with its best right answer (a repeat reads its original's answers).
-        Only tasks scored by an answer metric on words have such a grade; the others keep their scores."""
-        from engine.tasks.metrics import METRICS, f1
-
-        if state.task.metric not in METRICS:
-            return list(cand["scores"])
-        cs = bool(getattr(state.task, "case_sensitive", False))
-        source = cand["duplicate_of"] or cand["id"]
-        outs = sorted(self.history.outputs(source, "dev"), key=lambda o: o["example_index"])
-        if len(outs) != len(cand["scores"]):
-            return list(cand["scores"])
-        return [max(float(o["score"]), f1(o["output"] or "", o["answers"], cs)) for o in outs]
 
     async def _score_candidate(
         self, state: _RunState, bb: Any, cand: dict[str, Any], emit: Emit, judge: Any = None,

@@ -110,9 +110,18 @@ class RunRequest:
 
     @property
     def budget(self) -> int:
-        if self.method == "manual":
+        if takes_instructions(self.method):
             return len(self.instructions)
         return int(self.settings.get("budget_evaluations") or 0)
+
+
+def takes_instructions(method: str) -> bool:
+    """Whether ``method`` scores the user's own instructions (the form's text box) rather than a budget of
+    proposals; the method's own declaration (engine.methods), False for a name no method has."""
+    from engine.methods import METHODS
+
+    found = METHODS.get(method)
+    return bool(found and found.takes_instructions)
 
 
 def parse_max_cost(text: str) -> float | None | str:
@@ -140,9 +149,9 @@ def build_request(task: str | None, method: str, endpoint: str, budget: Budget |
     if not task:
         return "pick a task first"
     cap: dict[str, Any] = {} if max_cost is None else {"budget_cost": max_cost}
-    if method == "manual":
+    if takes_instructions(method):
         if not instructions:
-            return "the manual method scores instructions you write: type at least one (one a line)"
+            return f"the {method} method scores instructions you write: type at least one (one a line)"
         settings: dict[str, Any] = {"method": method, **cap}
         if budget is not None:
             settings.update(n_dev=budget.n_dev, n_test=budget.n_test)
@@ -160,7 +169,7 @@ def build_request(task: str | None, method: str, endpoint: str, budget: Budget |
 
 def estimate(method: str, budget: Budget | None, n_instructions: int = 0) -> str:
     """The line under the form saying what a run will cost (markup)."""
-    if method == "manual":
+    if takes_instructions(method):
         return f"{n_instructions} instruction{'s' if n_instructions != 1 else ''} to score"
     if budget is None:
         return "[red]numbers only[/]"
@@ -189,9 +198,9 @@ def money_short(money: float | None, local: bool) -> str:
 def budget_line(method: str, budget: Budget | None, n_instructions: int = 0, cost: Estimate | None = None) -> str:
     """The line under the form (markup): :func:`estimate`, or with an :class:`engine.cost.Estimate` of the run
     ``≤ N calls · ~T tokens · $X`` (what the run will spend at most, before cache hits)."""
-    if cost is None or (method != "manual" and budget is None):
+    if cost is None or (not takes_instructions(method) and budget is None):
         return estimate(method, budget, n_instructions)
-    head = f"{n_instructions} instruction{'s' if n_instructions != 1 else ''} · " if method == "manual" else ""
+    head = f"{n_instructions} instruction{'s' if n_instructions != 1 else ''} · " if takes_instructions(method) else ""
     line = (f"{head}≤ {cost.calls} calls · ~{compact_count(cost.tokens)} tokens · "
             f"{money_short(cost.money, cost.local)}")
     return line + (f" (cut by the {cost.capped_by} cap)" if cost.capped_by else "")
@@ -205,7 +214,12 @@ def stored_budget(run: Mapping[str, Any]) -> int:
         stored = revive(run)
     except Exception:  # a row written by another version: the engine's RunStarted will say the budget
         return 0
-    return len(stored.instructions) if stored.settings.method == "manual" else stored.settings.evaluations
+    from engine.methods import get
+
+    try:
+        return get(stored.settings.method).budget(stored.settings, len(stored.instructions))
+    except Exception:  # a method of a plug-in no longer installed
+        return 0
 
 
 def compare_pair(runs: Sequence[Mapping[str, Any]], preferred: Sequence[int] = ()) -> tuple[int, int] | None:

@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from engine.config import METHODS
 from engine.errors import ConfigError
+from engine.methods import METHODS
 
 
 class Variant(BaseModel):

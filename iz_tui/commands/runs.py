@@ -24,9 +24,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from engine.config import METHODS, RunSettings
+from engine.config import RunSettings
 from engine.errors import IZError
 from engine.export import export_data, made_with, to_json, to_markdown
+from engine.methods import METHODS
+from engine.methods import get as get_method
 from engine.store import open_history
 from engine.usage import Usage
 from engine.wire.client import EngineClient
@@ -186,14 +188,14 @@ def _dry_run(task: str, overrides: dict[str, Any], endpoint: str | None, model: 
     config = load_config()
     settings = config.run.with_overrides(overrides)
     name, profile = config.endpoint(endpoint, model)
-    if settings.method == "manual" and not instructions:
-        raise IZError("the manual method needs instructions to score", "pass --instruction TEXT (repeatable)")
+    method = get_method(settings.method)
+    method.validate(settings, instructions)
     est = estimate_run(load_task(task), settings, profile, n_instructions=len(instructions))
     if as_json:
         click.echo(json.dumps({"task": task, "method": settings.method, "endpoint": name, "model": profile.model,
                                "prices": profile.prices, **est.as_dict()}))
         return
-    evaluations = len(instructions) if settings.method == "manual" else settings.evaluations
+    evaluations = method.budget(settings, len(instructions))
     prices = profile.prices
     money = est.money_text()
     if prices is not None and not est.local:
@@ -220,7 +222,7 @@ def _like(run_id: int, task: str | None, overrides: dict[str, Any]) -> tuple[str
     row = open_history().run(run_id)
     request = revive(row).like(overrides)
     before = (row.get("provenance") or {}).get("generator")
-    if before and request["settings"]["method"] not in ("ape", "manual"):
+    if before and get_method(request["settings"]["method"]).needs_generator:
         now = generator_identity(load_config())
         if (now.get("sha256"), now.get("knobs")) != (before.get("sha256"), before.get("knobs")):
             err_console.print(f"[yellow]note:[/] run {run_id} was written by the generator {before.get('name')} "

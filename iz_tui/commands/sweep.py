@@ -16,8 +16,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from engine.config import METHODS, RunSettings
+from engine.config import RunSettings
 from engine.errors import IZError
+from engine.methods import METHODS
 from engine.store import open_history
 from engine.sweep.report import counts, render_text, sweep_table
 from iz_tui.cli import friendly_errors
@@ -181,8 +182,9 @@ def sweep(tasks: str | None, methods: str, seeds: str, models: str | None, endpo
             models=parse_list(models, "models") if models else [None], endpoint=endpoint, settings=overrides,
             manual_default=list(instructions),
         )
-        if "manual" in spec.methods and not instructions:
-            raise click.UsageError("the manual method needs --instruction TEXT (repeatable)")
+        needs = [m for m in spec.methods if m in METHODS and METHODS[m].takes_instructions]
+        if needs and not instructions:
+            raise click.UsageError(f"the {needs[0]} method needs --instruction TEXT (repeatable)")
     bars = _Bars(quiet=as_json)
     try:
         with bars.progress:

@@ -15,8 +15,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Header, Input, Label, OptionList, Select, Static, TextArea
 from textual.widgets.option_list import Option
 
-from engine.config import METHOD_HELP, METHODS
 from engine.errors import IZError
+from engine.methods import METHOD_HELP, METHODS
 from iz_tui.requests import (
     FIELDS,
     PRESET_LABELS,
@@ -29,6 +29,7 @@ from iz_tui.requests import (
     parse_instructions,
     parse_max_cost,
     preset_of,
+    takes_instructions,
 )
 from iz_tui.screens.base import BaseScreen
 from iz_tui.screens.modals import ImportTaskModal
@@ -234,7 +235,7 @@ class HomeScreen(BaseScreen[None]):
     # -- form ---------------------------------------------------------------------------------------------
     @on(Select.Changed, "#method")
     def _method_changed(self) -> None:
-        manual = self.query_one("#method", Select).value == "manual"
+        manual = takes_instructions(str(self.query_one("#method", Select).value))
         self.query_one("#manual", TextArea).set_class(not manual, "hidden")
         self.query_one("#numbers").set_class(manual, "hidden")
         self.query_one("#preset", Select).disabled = manual
@@ -299,12 +300,12 @@ class HomeScreen(BaseScreen[None]):
         values: dict[str, Any] = {"method": method}
         if budget is not None and budget.problem() is None:
             values.update(budget.settings())
-        elif method != "manual":
+        elif not takes_instructions(method):
             return None
         max_cost = self._max_cost()
         if isinstance(max_cost, float):
             values["budget_cost"] = max_cost
-        if method == "manual":
+        if takes_instructions(method):
             values = {k: v for k, v in values.items() if k in ("method", "n_dev", "n_test", "budget_cost")}
         try:
             settings = self.app.config.run.with_overrides(values)

@@ -17,7 +17,7 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Checkbox, Input, Select
 
-from engine.config import METHODS
+from engine.methods import METHODS
 from iz_tui.widgets.common import parse_float
 from iz_tui.widgets.light_select import LightSelect
 

@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 from unit_fakes import FakeEndpoint, FakeGenerator, engine_with_fakes, run_to_end
 
-from engine.config import METHOD_HELP, METHODS, RunSettings, revive
+from engine.config import RunSettings, revive
 from engine.errors import ConfigError
 from engine.generator_setup import default_prompt_style
+from engine.methods import METHOD_HELP, METHODS
 from engine.runner import Engine
 from engine.usage import Usage
 from engine.wire.events import CandidateScored, Event, RunFinished
@@ -34,13 +35,24 @@ def _run(engine: Engine, settings: Any, events: list[Event], **kw: Any) -> dict[
 
 
 # -- one home for run settings ------------------------------------------------------------------------------
-def test_methods_come_from_the_settings_type() -> None:
-    assert METHODS == ("instructzero", "random", "ape", "ape_local", "manual")
+def test_methods_come_from_the_registry_with_their_declarations() -> None:
+    from engine.errors import IZError
+    from engine.methods import get
+
+    assert tuple(METHODS) == ("instructzero", "random", "ape", "ape_local", "opro", "manual")
     assert set(METHOD_HELP) == set(METHODS), "every method has its one line of help"
     for m in METHODS:
-        assert RunSettings(method=m).method == m  # type: ignore[arg-type]
+        assert RunSettings(method=m).method == m
+    needs_gen = {m for m, x in METHODS.items() if x.needs_generator}
+    assert needs_gen == {"instructzero", "random", "ape_local"}
+    assert {m for m, x in METHODS.items() if x.pays_for_proposals} == {"ape", "opro"}
+    assert {m for m, x in METHODS.items() if x.takes_instructions} == {"manual"}
+    s = RunSettings(budget_evaluations=7)
+    assert get("manual").budget(s, 3) == 3 and get("opro").budget(s, 3) == 7
+    with pytest.raises(IZError, match="use one of instructzero, random"):
+        get("grid")
     with pytest.raises(ValueError):
-        RunSettings(method="grid")  # type: ignore[arg-type]
+        RunSettings(method="Grid search!")  # not a method name at all
 
 
 def test_overrides_merge_over_the_configured_defaults() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from engine.config import RunSettings
+from engine.methods import METHODS
 from tests.unit.unit_fakes import FakeEndpoint, FakeGenerator, bo_inputs, engine_with_fakes, run_to_end
 
 pytestmark = pytest.mark.usefixtures("no_real_generator")
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("no_real_generator")
 
 def _first_step(graded: FakeEndpoint, tmp_path: Path, surrogate: str) -> tuple[Any, Any, dict[str, Any]]:
     engine = engine_with_fakes(graded, tmp_path, FakeGenerator(["Close one.", "Bad one.", "Bad two.", "Close two."]))
-    del engine._next_points  # the real BO step
+    engine.methods = METHODS  # the real BO step
     settings = RunSettings(method="instructzero", intrinsic_dim=2, n_soft_tokens=1, n_dev=4, n_test=0, n_demos=2,
                            n_init=3, batch_size=1, n_iterations=1, surrogate=surrogate, race=False)
     with bo_inputs() as seen:

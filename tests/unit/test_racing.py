@@ -20,6 +20,7 @@ import pytest
 
 from engine.blackbox import BlackBox, Race, score_instruction
 from engine.config import EndpointProfile, RunSettings
+from engine.methods import METHODS
 from engine.tasks import load_task, make_splits
 from engine.wire.events import CandidateScored, Event
 from tests.unit.unit_fakes import FakeEndpoint, FakeGenerator, bo_inputs, engine_with_fakes, run_to_end
@@ -138,7 +139,7 @@ def test_the_surrogate_gets_a_full_score_vector_for_a_raced_candidate(graded: Fa
     """InstructZero's BO step after a raced batch: the kernel needs one score per dev example for every point,
     so a raced candidate's unasked examples count at its own mean (a ragged matrix would fail)."""
     engine = engine_with_fakes(graded, tmp_path, FakeGenerator(SCRIPT + ["Good third.", "Bad third.", "Half third."]))
-    del engine._next_points  # the real BO step (torch, the coupled kernel), not the fakes' plain points
+    engine.methods = METHODS  # the real BO step (torch, the coupled kernel), not the fakes' plain points
     with bo_inputs() as seen:
         summary = run_to_end(engine, TASK, _settings(method="instructzero", n_iterations=2, n_test=0), [])
     assert summary["status"] == "finished" and summary["evaluations"] == 8

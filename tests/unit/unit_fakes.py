@@ -18,7 +18,7 @@ from typing import Any
 
 from engine.config import Config, EndpointProfile
 from engine.models import catalog
-from engine.runner import Engine, _RunState
+from engine.runner import Engine
 from engine.store import open_history
 
 #: The words that mark an APE proposal request (the paper's forward template).
@@ -163,6 +163,19 @@ class FakeGenerator:
 
 
 
+def _points(self: Any, ctx: Any, iteration: int, n: int) -> _Points:
+    d = ctx.settings.intrinsic_dim
+    return _Points([[0.01 * (iteration + 1) * (i + 1)] * d for i in range(n)])
+
+
+def scripted_points(methods: Any) -> dict[str, Any]:
+    """The methods with every soft-prompt method's next points replaced by plain, predictable ones."""
+    from engine.methods.soft import SoftPromptMethod
+
+    return {name: (type(f"Scripted{type(m).__name__}", (type(m),), {"next_points": _points})()
+                   if isinstance(m, SoftPromptMethod) else m) for name, m in methods.items()}
+
+
 def engine_with_fakes(fake: FakeEndpoint, tmp_path: Path, generator: FakeGenerator | None = None) -> Engine:
     """A real :class:`Engine` (real store, real black-box client) on the fake endpoint ("fake", the default profile),
     with the scripted generator in place of the local model and plain points in place of the BO step."""
@@ -177,11 +190,7 @@ def engine_with_fakes(fake: FakeEndpoint, tmp_path: Path, generator: FakeGenerat
     if generator is not None:
         engine._generator = generator  # the attribute Engine.generator() caches the loaded model in
 
-        def points(state: _RunState, iteration: int, n: int) -> _Points:
-            d = state.settings.intrinsic_dim
-            return _Points([[0.01 * (iteration + 1) * (i + 1)] * d for i in range(n)])
-
-        engine._next_points = points  # type: ignore[method-assign]  # skip torch / BO: not what is tested
+        engine.methods = scripted_points(engine.methods)  # skip torch / BO: not what is tested
     return engine
 
 
