@@ -19,6 +19,7 @@ Methods (``--methods``; the grid runs as one sweep per part, `iz sweep`'s core):
 - ``random``: random soft prompts, the paper's "Uniform" baseline;
 - ``ape``: APE as the paper ran it (the black-box endpoint proposes instructions from the demos);
 - ``ape_local``: APE sampling the local generator (same model and prompt as InstructZero, no soft prompt);
+- ``opro``: the black box reads the scored instructions so far and writes better ones (OPRO; not yet a default);
 - ``manual``: one plain hand-written instruction per task (:data:`MANUAL`), the reference a person would write;
 - ``dspy_gepa``: what a prompt engineer would use instead: DSPy's GEPA optimising the instruction against the
   same endpoint, capped at the same dev calls (``budget x dev``) counted at the endpoint, its winner scored like
@@ -133,6 +134,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "random_paper": {"method": "random", "prompt_style": "paper"},
     "ape_paper": {"method": "ape", "prompt_style": "paper"},
     "ape": {"method": "ape"},
+    "opro": {"method": "opro"},
     "ape_local": {"method": "ape_local"},
     "manual": {"method": "manual"},
 }

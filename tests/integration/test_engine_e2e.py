@@ -66,7 +66,7 @@ def iz_home_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("iz_e2e_home")
 
 
-@pytest.mark.parametrize("method", ["instructzero", "random", "ape", "ape_local", "manual"])
+@pytest.mark.parametrize("method", ["instructzero", "random", "ape", "ape_local", "opro", "manual"])
 def test_each_method_end_to_end(method: str, monkeypatch: pytest.MonkeyPatch, iz_home_module: Path) -> None:
     monkeypatch.setenv("IZ_HOME", str(iz_home_module))
     instructions = (["Write the larger of the two animals.", "Say banana.", "Write the larger of the two animals."]

@@ -26,10 +26,11 @@ FORWARD = "I gave a friend an instruction"
 
 
 def is_proposal(text: str) -> bool:
-    """An APE proposal in either prompt style: the paper's forward template or the direct question."""
+    """A proposal: APE's in either prompt style (the paper's forward template or the direct question), or
+    OPRO's meta-prompt (it asks for an instruction between <INS> tags)."""
     from engine.prompts import DIRECT_QUESTION
 
-    return FORWARD in text or DIRECT_QUESTION in text
+    return FORWARD in text or DIRECT_QUESTION in text or "end it with </INS>" in text
 
 
 class FakeEndpoint:
