@@ -187,6 +187,11 @@ class RunSettings(_Strict):
                     "by sampling up to this many times and keep the first new text; 0 = greedy only (the paper).",
     )
     resample_temperature: float = Field(default=0.7, gt=0.0, le=2.0)
+    pool_size: int | None = Field(
+        default=None, ge=2, le=5000,
+        description="instinct: soft prompts decoded once per run into its pool of candidates; empty = 3 x the "
+                    "evaluation budget, at most 200 (INSTINCT decoded 10,000 on a GPU).",
+    )
     resample_echoes: bool = Field(
         default=False,
         description="Also decode again, by sampling, a soft prompt whose instruction only restates the generator's "

@@ -581,6 +581,14 @@ class Generator:
         if not demos:
             raise ValueError("sample() needs at least one demo")
 
+    def embed(self, texts: Sequence[str]) -> Any:
+        """(n, hidden) vectors of what each text says (engine/embeddings.py: last layer, mean, normalised)."""
+        from engine.embeddings import hf_embed
+
+        with self._lock:
+            self.load()
+            return hf_embed(self._model, self._tokenizer, texts, self.device)
+
     def sample(self, demos: Sequence[Demo], n: int, temperature: float, seed: int,
                style: str | None = None) -> list[str]:
         """The APE baseline: ``n`` instructions sampled from the same prompt without a soft prompt.

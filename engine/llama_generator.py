@@ -222,10 +222,22 @@ class LlamaCppGenerator(Generator):
                      self.model_name, self.n_threads, self._n_embd, self._embed_std)
             return self
 
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, hidden) vectors of what each text says (engine/embeddings.py: last layer, mean, normalised)."""
+        from engine.embeddings import LlamaEmbedder
+
+        with self._lock:
+            if getattr(self, "_embedder", None) is None:
+                self._embedder = LlamaEmbedder(self.path, self.n_threads)
+            return self._embedder(texts)
+
     def close(self) -> None:
         import llama_cpp
 
         with self._lock:
+            if getattr(self, "_embedder", None) is not None:
+                self._embedder.close()
+                self._embedder = None
             if self._ctx is not None:
                 llama_cpp.llama_free(self._ctx)
                 llama_cpp.llama_model_free(self._llama)

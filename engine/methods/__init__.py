@@ -16,6 +16,7 @@ from engine.errors import IZError
 from engine.methods.ape import Ape
 from engine.methods.ape_local import ApeLocal
 from engine.methods.base import Context, Method, Proposal
+from engine.methods.instinct import Instinct
 from engine.methods.instructzero import InstructZero
 from engine.methods.manual import Manual
 from engine.methods.opro import Opro
@@ -24,7 +25,7 @@ from engine.methods.uniform import RandomSoftPrompts
 __all__ = ["METHODS", "METHOD_HELP", "Context", "Method", "Proposal", "get", "names"]
 
 ENTRY_POINTS = "instructzero.methods"
-_BUILTIN: tuple[type[Method], ...] = (InstructZero, RandomSoftPrompts, Ape, ApeLocal, Opro, Manual)
+_BUILTIN: tuple[type[Method], ...] = (InstructZero, RandomSoftPrompts, Ape, ApeLocal, Opro, Instinct, Manual)
 
 
 def _discover() -> dict[str, Method]:

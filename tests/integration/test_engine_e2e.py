@@ -66,7 +66,7 @@ def iz_home_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("iz_e2e_home")
 
 
-@pytest.mark.parametrize("method", ["instructzero", "random", "ape", "ape_local", "opro", "manual"])
+@pytest.mark.parametrize("method", ["instructzero", "random", "ape", "ape_local", "opro", "instinct", "manual"])
 def test_each_method_end_to_end(method: str, monkeypatch: pytest.MonkeyPatch, iz_home_module: Path) -> None:
     monkeypatch.setenv("IZ_HOME", str(iz_home_module))
     instructions = (["Write the larger of the two animals.", "Say banana.", "Write the larger of the two animals."]
@@ -90,7 +90,9 @@ def test_each_method_end_to_end(method: str, monkeypatch: pytest.MonkeyPatch, iz
     else:
         assert run["evaluations"] == TINY["budget_evaluations"]
     cands = open_history().candidates(run_id)
-    if method in ("instructzero", "random"):
+    if method == "instinct":  # the pool's distinct texts, each with the z that wrote it
+        assert all(len(c["z"]) == 10 for c in cands) and len({c["instruction"] for c in cands}) == len(cands)
+    elif method in ("instructzero", "random"):
         assert all(len(c["z"]) == 10 for c in cands)
         # The initial design, then BO (or random) batches: more than one when a batch repeats instructions.
         assert {0, 1} <= {c["iteration"] for c in cands}

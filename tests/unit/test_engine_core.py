@@ -39,12 +39,12 @@ def test_methods_come_from_the_registry_with_their_declarations() -> None:
     from engine.errors import IZError
     from engine.methods import get
 
-    assert tuple(METHODS) == ("instructzero", "random", "ape", "ape_local", "opro", "manual")
+    assert tuple(METHODS) == ("instructzero", "random", "ape", "ape_local", "opro", "instinct", "manual")
     assert set(METHOD_HELP) == set(METHODS), "every method has its one line of help"
     for m in METHODS:
         assert RunSettings(method=m).method == m
     needs_gen = {m for m, x in METHODS.items() if x.needs_generator}
-    assert needs_gen == {"instructzero", "random", "ape_local"}
+    assert needs_gen == {"instructzero", "random", "ape_local", "instinct"}
     assert {m for m, x in METHODS.items() if x.pays_for_proposals} == {"ape", "opro"}
     assert {m for m, x in METHODS.items() if x.takes_instructions} == {"manual"}
     s = RunSettings(budget_evaluations=7)
