@@ -43,6 +43,7 @@ from typing import Any
 
 from engine import paths
 from engine.errors import TaskError
+from engine.tasks.files import read_utf8
 from engine.tasks.loader import (
     DATA_FILE,
     DEMOS_FILE,
@@ -53,7 +54,6 @@ from engine.tasks.loader import (
     load_folder,
     make_example,
     parse_jsonl,
-    read_utf8,
     task_names,
 )
 from engine.tasks.metrics import ANSWER_METRICS, METRICS

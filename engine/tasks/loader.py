@@ -17,6 +17,7 @@ from typing import Any
 
 from engine import paths
 from engine.errors import TaskError
+from engine.tasks.files import read_utf8
 from engine.tasks.metrics import TASK_METRICS
 from engine.tasks.model import APIS, PLACEHOLDERS, Example, Judge, Task
 
@@ -212,22 +213,6 @@ def make_example(record: Any, where: str) -> Example:
             raise TaskError(f"{where}: every answer must be a non-empty string, got {a!r}"[:300],
                             "remove empty answers or fill them in")
     return Example(input=inp, answers=tuple(answers))
-
-
-def read_utf8(path: Path) -> str:
-    """Read a text file strictly as UTF-8 (a BOM is tolerated), naming the line of the first bad byte."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise TaskError(f"cannot read {path}: {exc.strerror or exc}", "check the path and its permissions") from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise TaskError(
-            f"{path}, line {line}: not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
-            "save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in > out`)",
-        ) from None
 
 
 def parse_jsonl(text: str, path: Path) -> Iterator[tuple[int, Any]]:

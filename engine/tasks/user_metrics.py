@@ -26,13 +26,26 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from hashlib import sha1
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from engine.errors import MetricError, TaskError
 from engine.tasks.metrics import check_score
 
-if TYPE_CHECKING:
-    from engine.tasks.model import Example, Task
+
+class Example(Protocol):
+    """What is read of an example here (engine.tasks.model.Example has it; not imported, so that the model, which
+    scores through this module, and this module do not import each other)."""
+
+    input: str
+    answers: tuple[str, ...]
+
+
+class Task(Protocol):
+    """What is read of a task here (engine.tasks.model.Task)."""
+
+    name: str
+    source: Path
+    python: str | None
 
 _SPEC_RE = re.compile(r"^(?P<file>[^:]+\.py):(?P<func>[A-Za-z_][A-Za-z0-9_]*)$")
 SIGNATURE = "score(output: str, answers: list[str]) -> float in 0..1"
@@ -69,7 +82,7 @@ def check_python_spec(spec: Any, folder: Path, where: str) -> str:
     if not path.is_file():
         raise TaskError(f"{where}: python names {file}, but there is no {path}",
                         f"add {file} to the task folder with a function {SIGNATURE}")
-    from engine.tasks.loader import read_utf8
+    from engine.tasks.files import read_utf8
 
     source = read_utf8(path)
     try:

@@ -1,4 +1,4 @@
-"""The base of every screen: ``self.app`` typed once as :class:`IZApp`, so screens reach the app's state (the
+"""The base of every screen: ``self.app`` typed once as :class:`~iz_tui.app_api.AppAPI`, so screens reach the app's state (the
 history, the config, the engine) and its navigation (``open_run``, ``open_history``, ``open_candidate``,
 ``open_compare``) without casts or ``type: ignore``.
 
@@ -13,11 +13,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from textual import events
 from textual.screen import Screen
 
-if TYPE_CHECKING:  # iz_tui.app imports the screens (lazily): a runtime import here would be a cycle
-    from textual import getters
-
+if TYPE_CHECKING:
     from engine.store import History
-    from iz_tui.app import IZApp
+    from iz_tui.app_api import AppAPI
 
 ResultType = TypeVar("ResultType")
 
@@ -26,10 +24,9 @@ class BaseScreen(Screen[ResultType]):
     """A full screen of the InstructZero app."""
 
     if TYPE_CHECKING:
-        # ``self.app`` typed once, for the type checker: Textual's typed accessor (a property override would not
-        # type-check against Textual's own declaration). At run time the inherited ``app`` already returns the
-        # running IZApp, so nothing is imported or checked on each access.
-        app = getters.app(IZApp)
+        # ``self.app`` typed once, for the type checker, as what a screen may ask of the app (iz_tui/app_api.py,
+        # which imports neither the app nor a screen). At run time the inherited ``app`` returns the running IZApp.
+        app: AppAPI  # type: ignore[assignment]
 
     _resumed = False
 
