@@ -1,5 +1,10 @@
 """The one core: run a method on a task, resume it, rerank candidates. Every front end calls this.
 
+This module keeps the loop (create, execute, resume, the summary); the engine's other rooms are mixins of its
+:class:`Engine`: the warm generator and black-box clients (engine/warm.py), scoring and racing
+(engine/run_scoring.py) and reranking (engine/rerank.py); a run's counters are engine/run_state.py, and what each
+method proposes is engine/methods/.
+
 Why it is shaped this way:
 - Everything a run does reaches the store as it happens (candidates when proposed, scores with their outputs in
   one transaction), so a run killed at any point can be resumed: proposed-but-unscored candidates are re-scored,
@@ -13,12 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from engine import paths
 from engine.config import Config, EndpointProfile, RunSettings, load_config, revive
@@ -28,110 +30,31 @@ from engine.methods import METHODS, Method
 from engine.models.catalog import not_gguf
 from engine.models.embedded import EmbeddedServers, servers
 from engine.provenance import run_provenance
+from engine.rerank import Reranking
+from engine.run_scoring import RunScoring
+from engine.run_state import Emit, RunState, noop
 from engine.store import History, open_history
 from engine.store.history import now
-from engine.tasks import Example, Splits, Task, load_task, make_splits
+from engine.tasks import load_task, make_splits
 from engine.usage import FIELDS as USAGE_FIELDS
 from engine.usage import Usage
+from engine.warm import WarmParts
 from engine.wire.events import (
     CandidateProposed,
-    CandidateScored,
-    Event,
     IterationDone,
-    RerankProgress,
     RunFailed,
     RunFinished,
     RunStarted,
     Status,
 )
 
-if TYPE_CHECKING:
-    from engine.blackbox import Race
-
 log = logging.getLogger(__name__)
-
-Emit = Callable[[Event], None]
-
-
-def _noop(_: Event) -> None:
-    return None
-
-
-@dataclass
-class _RunState:
-    """Counters of one run. Rebuilt from the store on resume, so they are never the only copy."""
-
-    run_id: int
-    task: Task
-    splits: Splits
-    settings: RunSettings
-    endpoint_name: str
-    profile: EndpointProfile
-    instructions: list[str]
-    budget: int
-    evaluations: int = 0
-    evaluations_saved: int = 0
-    usage: Usage = field(default_factory=Usage)
-    seconds_before: float = 0.0
-    started: float = field(default_factory=time.monotonic)
-    best_id: int | None = None
-    best_score: float = -math.inf
-    best_instruction: str | None = None
-    best_position: int = 2**62  # the best's place in proposal order (ties go to the earliest)
-    stop_reason: str | None = None
-
-    @property
-    def seconds(self) -> float:
-        return self.seconds_before + time.monotonic() - self.started
-
-    def totals(self) -> dict[str, Any]:
-        return {
-            "evaluations": self.evaluations,
-            "evaluations_saved": self.evaluations_saved,
-            **self.usage.as_dict(),
-            "seconds": round(self.seconds, 3),
-            "best_candidate_id": self.best_id,
-            "best_instruction": self.best_instruction,
-            "best_dev_score": None if self.best_id is None else self.best_score,
-        }
-
-    @property
-    def max_candidates(self) -> int:
-        """A cap on proposals: repeats of scored instructions are free, so without one a proposer that keeps
-        writing the same few instructions would never spend its budget."""
-        return max(3 * self.budget, self.budget + 20)
-
-    @property
-    def cost(self) -> float | None:
-        """USD paid so far at the profile's prices (0.0 on a local endpoint); None when the prices are unknown."""
-        return self.usage.cost(self.profile.prices)
-
-    def budget_hit(self) -> str | None:
-        s = self.settings
-        if self.evaluations >= self.budget:
-            return "evaluations"
-        if s.budget_calls is not None and self.usage.calls >= s.budget_calls:
-            return "calls"
-        if s.budget_tokens is not None and self.usage.tokens >= s.budget_tokens:
-            return "tokens"
-        cost = self.cost
-        if s.budget_cost is not None and cost is not None and cost >= s.budget_cost:
-            return "cost"
-        return None
-
-    def test_over_cost(self, n_test: int) -> bool:
-        """Whether scoring the best on ``n_test`` examples would likely take the run past its ``budget_cost``:
-        priced at the mean cost of the run's paid calls so far (unknown, hence no, before any paid call)."""
-        cap, cost = self.settings.budget_cost, self.cost
-        if cap is None or cost is None or self.usage.calls == 0:
-            return False
-        return cost + n_test * cost / self.usage.calls > cap
 
 
 class _RunContext:
     """What a method sees while it proposes (engine.methods.base.Context), bound to one run and one batch."""
 
-    def __init__(self, engine: Engine, state: _RunState, position: int, emit: Emit) -> None:
+    def __init__(self, engine: Engine, state: RunState, position: int, emit: Emit) -> None:
         self._engine, self._state, self._emit = engine, state, emit
         self.settings = state.settings
         self.run_id = state.run_id
@@ -167,7 +90,7 @@ class _RunContext:
         self._state.usage += Usage.of_answers(list(answers))
 
 
-class Engine:
+class Engine(WarmParts, RunScoring, Reranking):
     """Holds the warm parts (generator, black-box clients, embedded server) and runs methods on tasks."""
 
     def __init__(self, config: Config | None = None, history: History | None = None) -> None:
@@ -188,76 +111,6 @@ class Engine:
         return found
 
     # -- warm parts ---------------------------------------------------------------------------------------
-    def _alock(self) -> asyncio.Lock:
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        return self._lock
-
-    async def generator(self, emit: Emit = _noop, run_id: int = 0) -> Any:
-        """The local model, loaded once per process (it takes seconds; every run after the first reuses it)."""
-        async with self._alock():
-            if self._generator is None:
-                from engine.generator_setup import generator_spec, make_run_generator
-                from engine.preparation import Preparation, run_prepared
-
-                g = self.config.generator
-                path, name = await asyncio.to_thread(generator_spec, g)
-                prep = Preparation(f"preparing generator {name or Path(path).name}")
-                self._generator = await run_prepared(lambda p: make_run_generator(g, progress=p), prep,
-                                                     lambda text: emit(Status(run_id, text)))
-            return self._generator
-
-    async def blackbox(self, name: str, profile: EndpointProfile, emit: Emit = _noop, run_id: int = 0) -> Any:
-        """One client per endpoint profile; an embedded model's server is started on first use and shared."""
-        from engine.blackbox import BlackBox
-
-        key = f"{name}|{profile.model_dump_json()}"
-        async with self._alock():
-            if key not in self._blackboxes:
-                base_url, identity = None, None
-                if profile.embedded:
-                    server = self._embedded.for_model(profile.model)
-                    if not server.running:
-                        from engine.preparation import Preparation, run_prepared
-
-                        prep = Preparation(f"starting the embedded llama.cpp server ({server.alias})")
-                        prep("loading the model")
-                        await run_prepared(lambda _p: server.start(), prep, lambda text: emit(Status(run_id, text)))
-                    base_url = server.base_url
-                    identity = server.identity
-                self._blackboxes[key] = BlackBox(profile, self.history, base_url=base_url, cache_identity=identity)
-            return self._blackboxes[key]
-
-    async def _scorers(
-        self, task: Task, name: str, profile: EndpointProfile, emit: Emit = _noop, run_id: int = 0
-    ) -> tuple[Any, Any]:
-        """The client that scores ``task`` on this endpoint and, for a ``judge`` task, the judge's client.
-
-        A task that sets ``api`` gets the profile with that api (the api is part of the profile, hence of the cache
-        key); its other prompt settings travel as per-request overrides (engine.blackbox.scoring). The judge is the
-        task's named profile, else this endpoint as configured; its calls are ordinary calls of the run.
-        """
-        scoring = profile.model_copy(update={"api": task.api}) if task.api and task.api != profile.api else profile
-        bb = await self.blackbox(name, scoring, emit, run_id)
-        judge = None
-        if task.judge is not None:
-            jname, jprofile = self.config.endpoint(task.judge.endpoint) if task.judge.endpoint else (name, profile)
-            judge = await self.blackbox(jname, jprofile, emit, run_id)
-        return bb, judge
-
-    async def aclose(self) -> None:
-        for bb in self._blackboxes.values():
-            await bb.aclose()
-        self._blackboxes.clear()
-        await asyncio.to_thread(self._embedded.stop_all)
-
-    def status(self) -> dict[str, Any]:
-        return {
-            "generator_loaded": self._generator is not None,
-            "embedded_url": self._embedded.base_url(),
-            "history": str(self.history.path),
-        }
-
     # -- runs ---------------------------------------------------------------------------------------------
     def create_run(
         self,
@@ -299,7 +152,7 @@ class Engine:
                                        made_with)
 
     @staticmethod
-    def _estimate(state: _RunState) -> dict[str, Any] | None:
+    def _estimate(state: RunState) -> dict[str, Any] | None:
         """The run's estimated calls, tokens and money (engine.cost), for the live screen; None if it fails."""
         from engine.cost import estimate_run
 
@@ -317,7 +170,6 @@ class Engine:
             self._embedded.for_model(profile.model)  # EndpointError / ModelError naming the fix
         if not self._method(settings.method).needs_generator or self._generator is not None:
             return
-        from pathlib import Path
 
         from engine.errors import GeneratorError
         from engine.generator_setup import generator_spec
@@ -338,7 +190,7 @@ class Engine:
         task_name: str,
         settings: RunSettings | Mapping[str, Any] | None = None,
         *,
-        emit: Emit = _noop,
+        emit: Emit = noop,
         cancel: asyncio.Event | None = None,
         **create: Any,
     ) -> dict[str, Any]:
@@ -347,7 +199,7 @@ class Engine:
         return await self.execute(run_id, emit=emit, cancel=cancel)
 
     async def execute(
-        self, run_id: int, *, emit: Emit = _noop, cancel: asyncio.Event | None = None, resumed: bool = False
+        self, run_id: int, *, emit: Emit = noop, cancel: asyncio.Event | None = None, resumed: bool = False
     ) -> dict[str, Any]:
         """Run (or continue) a recorded run to its budget. Idempotent: calling it again resumes."""
         cancel = cancel or asyncio.Event()
@@ -386,7 +238,7 @@ class Engine:
             self._fail(run_id, err, emit)
             raise err from exc
 
-    async def resume(self, run_id: int, *, emit: Emit = _noop, cancel: asyncio.Event | None = None) -> dict[str, Any]:
+    async def resume(self, run_id: int, *, emit: Emit = noop, cancel: asyncio.Event | None = None) -> dict[str, Any]:
         return await self.execute(run_id, emit=emit, cancel=cancel, resumed=True)
 
     def _fail(self, run_id: int, exc: IZError, emit: Emit) -> None:
@@ -395,14 +247,14 @@ class Engine:
         finally:
             emit(RunFailed(run_id, exc.problem, exc.fix))
 
-    def _load_state(self, row: dict[str, Any]) -> _RunState:
+    def _load_state(self, row: dict[str, Any]) -> RunState:
         settings, instructions, name, profile = revive(row)
         task = load_task(row["task"])
         splits = make_splits(
             task, n_demos=settings.n_demos, n_dev=settings.n_dev, n_test=settings.n_test, seed=settings.seed
         )
         budget = self._method(settings.method).budget(settings, len(instructions))
-        state = _RunState(row["id"], task, splits, settings, name, profile, instructions, budget,
+        state = RunState(row["id"], task, splits, settings, name, profile, instructions, budget,
                           seconds_before=row["seconds"] or 0.0)
         for c in self.history.candidates(row["id"], status="scored"):
             state.evaluations += int(c["duplicate_of"] is None)
@@ -412,7 +264,7 @@ class Engine:
         return state
 
     @staticmethod
-    def _track_best(state: _RunState, cid: int, score: float, instruction: str, position: int) -> bool:
+    def _track_best(state: RunState, cid: int, score: float, instruction: str, position: int) -> bool:
         """The best is the highest dev score, and among equal ones the earliest proposed, whatever order the
         scores were recorded in (a failed batch keeps its later candidates that were answered, and a resume then
         scores the earlier ones)."""
@@ -422,7 +274,7 @@ class Engine:
             return True
         return False
 
-    async def _execute(self, state: _RunState, emit: Emit, cancel: asyncio.Event) -> None:
+    async def _execute(self, state: RunState, emit: Emit, cancel: asyncio.Event) -> None:
         self._restore_unattributed_costs(state)
         bb, judge = await self._scorers(state.task, state.endpoint_name, state.profile, emit, state.run_id)
         iteration = 0
@@ -451,7 +303,7 @@ class Engine:
             iteration += 1
 
     async def _propose(
-        self, state: _RunState, iteration: int, position: int, room: int, emit: Emit
+        self, state: RunState, iteration: int, position: int, room: int, emit: Emit
     ) -> list[dict[str, Any]]:
         """Make the next batch of candidates (the run's method, engine.methods) and record them before any of them
         is scored."""
@@ -477,7 +329,7 @@ class Engine:
 
         return default_prompt_style(self.config.generator)
 
-    def _restore_unattributed_costs(self, state: _RunState) -> None:
+    def _restore_unattributed_costs(self, state: RunState) -> None:
         """On resume, add back what the run paid for outside its recorded candidates before the interruption.
 
         The store rebuilds a run's counters from its scored candidates. Two kinds of calls belong to none: the APE
@@ -487,137 +339,6 @@ class Engine:
         """
         extra = Usage.of_row(self.history.run(state.run_id)) - state.usage
         state.usage += Usage(*(max(getattr(extra, f), 0) for f in USAGE_FIELDS))
-
-    def _race(self, state: _RunState) -> Race | None:
-        """The bar a batch's candidates are raced against: the run's best dev score *before* the batch, so the
-        decision does not depend on the order the batch's answers arrive in and a run stays reproducible. None
-        (every example asked) for the first batch, when racing is off, or when the dev set fits in one wave."""
-        from engine.blackbox import Race
-
-        s = state.settings
-        if not s.race or state.best_id is None or len(state.splits.dev) <= s.race_wave:
-            return None
-        return Race(bar=state.best_score, wave=s.race_wave)
-
-    async def _score_batch(self, state: _RunState, bb: Any, batch: list[dict[str, Any]], emit: Emit, judge: Any,
-                           cancel: asyncio.Event) -> bool:
-        """Score a batch's unscored candidates; False when the run must stop (cancelled, or a budget reached).
-
-        A raced batch's candidates are asked together (the client bounds how many requests are in flight): each
-        waits for a wave's answers before its next wave, and one at a time that would cost a round trip per wave
-        per candidate. Results are recorded in the batch's order, as they would be one by one, so the repeats of
-        an instruction scored earlier in the batch come out the same. If the batch stops early (cancelled, a
-        budget, an endpoint failing for good), the candidates already answered in full are recorded before it
-        returns; the answers of the others stay in the cache. A batch that is not raced, or a run with a calls,
-        tokens or cost budget (which must stop at its budget, not a batch past it), scores one candidate at a
-        time."""
-        todo = [c for c in batch if c["status"] != "scored"]
-        race = self._race(state)
-        s = state.settings
-        together = race is not None and s.budget_calls is None and s.budget_tokens is None and s.budget_cost is None
-        fetches: dict[int, asyncio.Task[Any]] = {}
-        received: dict[int, list[Any]] = {}
-        dropped: list[int] = []  # requests on the wire when their fetch was cancelled
-        if together:
-            texts: set[str] = set()
-            for cand in todo:
-                text = cand["instruction"]
-                if text in texts or self.history.scored_instruction(state.run_id, text) is not None:
-                    continue  # answered by an earlier score when its turn comes
-                texts.add(text)
-                got = received[cand["id"]] = []
-                fetches[cand["id"]] = asyncio.ensure_future(
-                    self._fetch_score(state, bb, cand, judge, race, got, dropped))
-        try:
-            for cand in todo:
-                if cancel.is_set():
-                    return False
-                state.stop_reason = state.budget_hit()
-                if state.stop_reason:
-                    return False
-                fetch = fetches.pop(cand["id"], None)
-                await self._score_candidate(state, bb, cand, emit, judge, race,
-                                            None if fetch is None else await fetch)
-        finally:
-            for cand in todo:  # stopped early: keep what was answered in full
-                fetch = fetches.get(cand["id"])
-                if fetch is not None and fetch.done() and not fetch.cancelled() and fetch.exception() is None:
-                    del fetches[cand["id"]]
-                    await self._score_candidate(state, bb, cand, emit, judge, race, fetch.result())
-            for fetch in fetches.values():
-                fetch.cancel()
-            if fetches:
-                await asyncio.gather(*fetches.values(), return_exceptions=True)
-                # The answers that came back stay in the cache (free when the run resumes), and requests cut off by
-                # the stop may be billed: either way they count as paid now, and the run's totals say so (restored
-                # on resume by _restore_unattributed_costs). A cut-off request's tokens are unknown, and one cut
-                # off before it left is counted too: on a stop the calls are an upper bound, never short.
-                unrecorded = Usage.of_answers([c for cid in fetches for c in received[cid]])
-                unrecorded.calls += len(dropped)
-                if unrecorded.calls or unrecorded.calls_saved:
-                    state.usage += unrecorded
-                    self.history.update_run(state.run_id, **state.totals())
-        return True
-
-    async def _fetch_score(self, state: _RunState, bb: Any, cand: dict[str, Any], judge: Any,
-                           race: Race | None, received: list[Any] | None = None,
-                           dropped: list[int] | None = None) -> Any:
-        from engine.blackbox import score_instruction
-        from engine.blackbox.client import DROPPED
-
-        if dropped is not None:
-            DROPPED.set(dropped)  # this task's context only (and the requests it starts)
-        return await score_instruction(bb, state.task, cand["instruction"], state.splits.dev, judge=judge, race=race,
-                                       received=received)
-
-    async def _score_candidate(
-        self, state: _RunState, bb: Any, cand: dict[str, Any], emit: Emit, judge: Any = None,
-        race: Race | None = None, fetched: Any = None,
-    ) -> None:
-        """Score one candidate on dev, unless the run already scored the same instruction (then reuse it).
-        ``fetched``: its score, asked for already by :meth:`_score_batch`."""
-        dup = None if fetched is not None else self.history.scored_instruction(state.run_id, cand["instruction"])
-        stopped = False
-        if dup is not None:
-            scores, mean, outputs, dup_id = dup["scores"], dup["dev_score"], [], dup["id"]
-            usage = Usage.reused(len(scores))
-            stopped = bool(dup.get("stopped_early"))
-            state.evaluations_saved += 1
-        else:
-            result = fetched if fetched is not None else await self._fetch_score(state, bb, cand, judge, race)
-            scores, mean, outputs, dup_id = result.per_example, result.mean, result.outputs, None
-            usage = result.usage
-            stopped = result.stopped_early
-            state.evaluations += 1  # only a new instruction costs an evaluation; a repeat is information
-        state.usage += usage
-        is_best = self._track_best(state, cand["id"], mean, cand["instruction"], cand["position"])
-        self.history.record_score(
-            cand["id"], dev_score=mean, scores=scores, outputs=outputs, usage=usage, duplicate_of=dup_id,
-            run_totals=state.totals(), stopped_early=stopped,
-        )
-        emit(CandidateScored(
-            state.run_id, cand["id"], cand["iteration"], cand["position"], cand["instruction"], mean,
-            dup_id is not None or (bool(outputs) and all(o["cache_hit"] for o in outputs)), dup_id,
-            state.evaluations, state.budget, state.usage.calls, state.usage.calls_saved, state.best_score,
-            state.best_id or cand["id"], is_best, state.cost, len(scores) if stopped else None,
-        ))
-
-    async def _score_best_on_test(self, state: _RunState, emit: Emit) -> None:
-        if state.best_id is None or not state.splits.test:
-            return
-        if any(sc["kind"] == "test" for sc in self.history.scores(state.best_id)):
-            return
-        from engine.blackbox import score_instruction
-
-        emit(Status(state.run_id, f"scoring the best instruction on {len(state.splits.test)} test examples"))
-        bb, judge = await self._scorers(state.task, state.endpoint_name, state.profile, emit, state.run_id)
-        result = await score_instruction(bb, state.task, state.best_instruction or "", state.splits.test, judge=judge)
-        state.usage += result.usage
-        self.history.add_score(
-            state.best_id, kind="test", split="test", endpoint={"name": state.endpoint_name, **state.profile.public()},
-            metric=state.task.metric, score=result.mean, outputs=result.outputs,
-        )
-        self.history.update_run(state.run_id, test_score=result.mean)
 
     def summary(self, run_id: int) -> dict[str, Any]:
         r = self.history.run(run_id)
@@ -648,53 +369,3 @@ class Engine:
         }
 
     # -- rerank -------------------------------------------------------------------------------------------
-    async def rerank(
-        self,
-        candidate_ids: Sequence[int],
-        *,
-        split: str = "test",
-        n_examples: int | None = None,
-        endpoint: str | None = None,
-        model: str | None = None,
-        emit: Emit = _noop,
-    ) -> list[dict[str, Any]]:
-        """Re-score chosen candidates on the test (or dev) split, on more examples or another endpoint.
-
-        The new scores are stored beside the old ones (``scores`` table, kind ``rerank``); the result is sorted
-        by the new score, best first.
-        """
-        from engine.blackbox import score_instruction
-
-        if split not in ("test", "dev"):
-            raise IZError(f"unknown split {split!r}", "use --split test or --split dev")
-        results = []
-        for done, cid in enumerate(candidate_ids, start=1):
-            cand = self.history.candidate(cid)
-            run = self.history.run(cand["run_id"])
-            stored = revive(run)
-            settings = stored.settings
-            task = load_task(run["task"])
-            n_dev, n_test = settings.n_dev, settings.n_test
-            if n_examples:
-                n_test, n_dev = (n_examples, n_dev) if split == "test" else (n_test, n_examples)
-            splits = make_splits(task, n_demos=settings.n_demos, n_dev=n_dev, n_test=n_test, seed=settings.seed)
-            examples: list[Example] = splits.test if split == "test" else splits.dev
-            if endpoint or model:
-                name, profile = self.config.endpoint(endpoint, model)
-            else:
-                name, profile = stored.endpoint_name, stored.profile
-            bb, judge = await self._scorers(task, name, profile, emit, cand["run_id"])
-            result = await score_instruction(bb, task, cand["instruction"], examples, judge=judge)
-            self.history.add_score(cid, kind="rerank", split=split, endpoint={"name": name, **profile.public()},
-                                   metric=task.metric, score=result.mean, outputs=result.outputs)
-            emit(RerankProgress(cand["run_id"], cid, done, len(candidate_ids), result.mean))
-            results.append({
-                "candidate_id": cid, "run_id": cand["run_id"], "instruction": cand["instruction"],
-                "dev_score": cand["dev_score"], "test_score": cand["test_score"], "rerank_score": result.mean,
-                "split": split, "n_examples": len(examples), "endpoint": name,
-            })
-        results.sort(key=lambda r: -r["rerank_score"])
-        return results
-
-
-__all__ = ["Engine"]

@@ -3,7 +3,7 @@
 A repeated instruction is still stored as a candidate (the proposer wrote it, and that is information), but with
 ``duplicate_of`` pointing at the first candidate that had the same text; it reuses that score, makes no black-box
 call and is counted in ``evaluations_saved``. Because repeats are free, a proposer that keeps writing the same
-few instructions would never spend its budget; the run then stops after ``_RunState.max_candidates`` proposals
+few instructions would never spend its budget; the run then stops after ``RunState.max_candidates`` proposals
 with stop reason ``no_new_instructions`` (a normal end: status ``finished``, the best is still scored on test).
 
 Why these tests: the rule decides what a run costs (the budget a user set is in evaluations) and what it is
@@ -23,7 +23,8 @@ import pytest
 from unit_fakes import FakeEndpoint, FakeGenerator, engine_with_fakes, run_to_end
 
 from engine.config import RunSettings
-from engine.runner import Engine, _RunState
+from engine.run_state import RunState
+from engine.runner import Engine
 from engine.wire.events import CandidateScored, Event, RunFinished
 
 TASK = "larger_animal"
@@ -64,7 +65,7 @@ def _check_duplicates_point_at_their_first(cands: list[dict[str, Any]], paid_or_
 
 def test_max_candidates_is_three_budgets_or_budget_plus_twenty() -> None:
     def cap(budget: int) -> int:
-        return _RunState(1, None, None, None, "x", None, [], budget).max_candidates  # type: ignore[arg-type]
+        return RunState(1, None, None, None, "x", None, [], budget).max_candidates  # type: ignore[arg-type]
 
     assert [cap(b) for b in (1, 5, 10, 11, 50)] == [21, 25, 30, 33, 150]
 
