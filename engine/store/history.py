@@ -8,10 +8,8 @@ Nothing here ever stores an API key: endpoint descriptions come from :meth:`Endp
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
-import re
 import shutil
 import sqlite3
 import threading
@@ -25,29 +23,10 @@ from sqlite_utils import Database
 from engine import paths
 from engine.errors import SchemaTooNewError, StoreError
 from engine.store.migrations import known_names, migrations
+from engine.store.rows import _decoded, _dumps, _loads, now  # noqa: F401 - now is the store's clock for callers
+from engine.store.search import CANDIDATE_COLUMNS, CANDIDATE_JOINS, search
+from engine.store.sweep_rows import SweepRows
 from engine.usage import Usage
-
-
-def now() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
-
-
-def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
-
-
-def _loads(value: str | None) -> Any:
-    return None if value is None else json.loads(value)
-
-
-def _decoded(row: dict[str, Any], *names: str) -> dict[str, Any]:
-    """A row with its ``NAME_json`` columns decoded and handed out as ``NAME`` (callers never see JSON text)."""
-    row = dict(row)
-    for name in names:
-        if f"{name}_json" in row:
-            row[name] = _loads(row.pop(f"{name}_json"))
-    return row
-
 
 #: How long a write waits for another process holding the database (an engine, the TUI) before giving up.
 BUSY_TIMEOUT_S = 30.0
@@ -76,7 +55,7 @@ def open_history(path: Path | str | None = None) -> History:
     return History(Path(path) if path else paths.history_db())
 
 
-class History:
+class History(SweepRows):
     """A handle on the history database. Safe to share between threads of one process (writes are locked)."""
 
     def __init__(self, path: Path) -> None:
@@ -422,13 +401,12 @@ class History:
     @staticmethod
     def _cand_sql(where: str) -> str:
         return (
-            "select c.*, r.task, r.method, m.star, m.note, m.manual_rank, "
+            f"select {CANDIDATE_COLUMNS}, "
             "(select s.score from scores s where s.candidate_id = c.id and s.kind = 'test' "
             " order by s.id desc limit 1) as test_score, "
             "(select s.score from scores s where s.candidate_id = c.id and s.kind = 'rerank' "
             " order by s.id desc limit 1) as rerank_score "
-            "from candidates c join runs r on r.id = c.run_id left join marks m on m.candidate_id = c.id "
-            f"where {where}"
+            f"{CANDIDATE_JOINS} where {where}"
         )
 
     @staticmethod
@@ -457,123 +435,15 @@ class History:
         )
         return self._cand_row(rows[0]) if rows else None
 
-    # -- search -------------------------------------------------------------------------------------------
-    def search(
-        self,
-        query: str | None = None,
-        *,
-        task: str | None = None,
-        run_id: int | None = None,
-        method: str | None = None,
-        min_score: float | None = None,
-        max_score: float | None = None,
-        starred: bool | None = None,
-        order: str = "relevance",
-        limit: int = 500,
-        duplicates: bool = False,
-        group: bool = False,
-    ) -> list[dict[str, Any]]:
-        """Candidates matching the filters. With a query, full-text search ranked by bm25 (best first).
-
-        Repeats of an instruction within a run (``duplicate_of`` set) are left out unless ``duplicates``: they
-        carry no new information, only the soft prompt that produced the same text again.
-
-        ``group``: each instruction text once (across runs), as its best candidate (highest dev score) with
-        ``group_count`` (how many of the matching candidates have that text) and the group's best test and rerank
-        scores as ``test_score`` / ``rerank_score``; the orders apply to the groups (relevance: the best bm25).
-        """
-        where, args = ["c.status = 'scored'"], []
-        if not duplicates:
-            where.append("c.duplicate_of is null")
-        joins = ""
-        rank = "null"
-        if query and query.strip():
-            joins = " join candidates_fts f on f.rowid = c.id"
-            where.append("candidates_fts match ?")
-            args.append(fts_query(query))
-            rank = "bm25(candidates_fts)"
-        for cond, val in (("r.task = ?", task), ("c.run_id = ?", run_id), ("r.method = ?", method)):
-            if val is not None:
-                where.append(cond)
-                args.append(val)
-        if min_score is not None:
-            where.append("c.dev_score >= ?")
-            args.append(min_score)
-        if max_score is not None:
-            where.append("c.dev_score <= ?")
-            args.append(max_score)
-        if starred:
-            where.append("coalesce(m.star, 0) = 1")
-        try:
-            if group and rank == "null":
-                return [self._cand_row(r) for r in self._grouped_page(" and ".join(where), args, order, int(limit))]
-            build = _group_sql if group else _search_sql
-            sql, args = build(" and ".join(where), args, joins, rank, order, int(limit))
-            return [self._cand_row(r) for r in self._query(sql, args)]
-        except sqlite3.OperationalError as exc:
-            raise StoreError(f"bad search {query!r}: {exc}", "use plain words; quote a phrase with \"\"") from None
-
-    def _grouped_page(self, where: str, args: list[Any], order: str, limit: int) -> list[dict[str, Any]]:
-        """A grouped page without a query, found by walking the candidates in the page's order and stopping at
-        ``limit`` distinct texts, instead of grouping every matching candidate first (``_group_sql``).
-
-        Why it is exact: walked by dev score (desc), then id, the first candidate of each text is its group's best
-        member, and those first candidates come in the groups' order; walked by id (desc), they come in the order of
-        each group's newest member. A rerank (or manual-rank) sort first takes the groups that have such a score
-        (or rank) — few: they are found and sorted by their keys — then the others by the dev-score walk. Only the
-        page's texts are then counted and scored. On 100,000 candidates the default page reads about 600 rows where
-        grouping read all of them (bench/history_scale.py: 290 -> 30 ms). A filter that few candidates pass (starred)
-        walks further; it stays under 100 ms there.
-        """
-        frm = _group_from(where, order)
-        limit = limit if limit >= 0 else 2**62  # SQLite's "limit -1": no limit
-        first: list[str] = []
-        if order in ("rerank", "rank"):
-            has = ("c.id in (select candidate_id from scores where kind in ('test', 'rerank'))" if order == "rerank"
-                   else "m.manual_rank is not null")
-            texts = [r["instruction"] for r in self._query(
-                f"select distinct c.instruction {frm} where {where} and {has}", args)]
-            key = "best_key" if order == "rerank" else "best_rank"
-            sign = -1 if order == "rerank" else 1
-            keyed = [g for g in self._group_stats(frm, where, args, texts, order).values() if g[key] is not None]
-            first = [g["instruction"] for g in sorted(keyed, key=lambda g: (sign * g[key], -g["best_dev"], g["id"]))]
-            first = first[:limit]
-        seen = set(first)
-        try:
-            for (text,) in self.db.execute(_walk_sql(frm, where, order), args) if len(first) < limit else ():
-                if text is not None and text not in seen:
-                    seen.add(text)
-                    first.append(text)
-                    if len(first) == limit:
-                        break
-        except sqlite3.DatabaseError as exc:
-            raise self._error(exc, "read") or exc from None
-        groups = self._group_stats(frm, where, args, first, order)
-        if not first:
-            return []
-        rows = {r["id"]: r for r in self._query(
-            "select c.*, r.task, r.method, m.star, m.note, m.manual_rank from candidates c "
-            "join runs r on r.id = c.run_id left join marks m on m.candidate_id = c.id "
-            "where c.id in (select value from json_each(?))", [json.dumps([g["id"] for g in groups.values()])])}
-        page = []
-        for text in first:
-            g = groups[text]
-            page.append({**rows[g["id"]], "relevance": None, "test_score": g["best_test"],
-                         "rerank_score": g["best_rerank"], "group_count": g["n"]})
-        return page
-
-    def _group_stats(self, frm: str, where: str, args: list[Any], texts: list[str],
-                     order: str) -> dict[str, dict[str, Any]]:
-        """Each text's group among the matching candidates: its best member (``id``), size, best dev score,
-        best latest test and rerank scores, the key a rerank sort uses and the best manual rank."""
-        if not texts:
-            return {}
-        sql = _group_stats_sql(frm, where, order)
-        groups = {}
-        for r in self._query(sql, [*args, json.dumps(texts)]):
-            key = r["best_rerank"] if r["best_rerank"] is not None else r["best_test"]
-            groups[r["instruction"]] = {**r, "best_key": key}
-        return groups
+    # -- search (engine/store/search.py) ----------------------------------------------------------------
+    def search(self, query: str | None = None, *, task: str | None = None, run_id: int | None = None,
+               method: str | None = None, min_score: float | None = None, max_score: float | None = None,
+               starred: bool | None = None, order: str = "relevance", limit: int = 500, duplicates: bool = False,
+               group: bool = False) -> list[dict[str, Any]]:
+        """Candidates matching the filters, full-text ranked with a query (:func:`engine.store.search.search`)."""
+        return search(self, query, task=task, run_id=run_id, method=method, min_score=min_score,
+                      max_score=max_score, starred=starred, order=order, limit=limit, duplicates=duplicates,
+                      group=group)
 
     # -- marks (the only thing front ends write) ----------------------------------------------------------
     def set_mark(
@@ -616,211 +486,3 @@ class History:
             sets = ", ".join(f"[{c}] = excluded.[{c}]" for c in row if c != "key")
             self.db.execute(f"insert into cache ({cols}) values ({', '.join('?' * len(row))}) "
                             f"on conflict(key) do update set {sets}", list(row.values()))
-
-
-    # -- sweeps -------------------------------------------------------------------------------------------
-    def create_sweep(self, spec: dict[str, Any], cells: Sequence[dict[str, Any]], *, backend: str,
-                     workers: int) -> int:
-        """Record a sweep and its cells (task, method, seed, model) in one transaction: a sweep whose cells
-        are half-written never exists, so ``--resume`` always finds the whole grid."""
-        with self.transaction():
-            sid = self._insert("sweeps", {"spec_json": json.dumps(spec), "status": "created", "backend": backend,
-                                          "workers": workers, "created_at": now(), "seconds": 0.0})
-            self._insert_many("sweep_cells", [
-                {"sweep_id": sid, "position": i, "task": c["task"], "method": c["method"], "seed": c["seed"],
-                 "model": c.get("model"), "run_id": None, "status": "pending", "attempts": 0, "error": None}
-                for i, c in enumerate(cells)
-            ])
-            return sid
-
-    def sweep(self, sweep_id: int) -> dict[str, Any]:
-        rows = self._query("select * from sweeps where id = ?", [sweep_id])
-        if not rows:
-            raise StoreError(f"no sweep with id {sweep_id} in {self.path}", "list sweeps with `iz sweep --list`")
-        return _decoded(rows[0], "spec")
-
-    def sweeps(self, limit: int = 200) -> list[dict[str, Any]]:
-        """Newest first, each with its cell counts by status (for lists: one query, not one per sweep)."""
-        rows = self._query(
-            "select s.*, count(c.id) as cells, "
-            "sum(c.status = 'finished') as cells_finished, sum(c.status = 'failed') as cells_failed "
-            f"from sweeps s left join sweep_cells c on c.sweep_id = s.id group by s.id order by s.id desc "
-            f"limit {int(limit)}")
-        return [_decoded(r, "spec") for r in rows]
-
-    def update_sweep(self, sweep_id: int, **fields: Any) -> None:
-        with self.transaction():
-            self._update("sweeps", sweep_id, fields)
-
-    def sweep_cells(self, sweep_id: int) -> list[dict[str, Any]]:
-        """A sweep's cells in grid order, with their run's status, scores, counts and best instruction."""
-        return self._query(
-            "select c.*, r.status as run_status, r.best_dev_score as dev_score, r.test_score, r.evaluations, "
-            "r.evaluations_saved, r.calls, r.calls_saved, r.seconds, r.best_instruction, r.best_candidate_id "
-            "from sweep_cells c left join runs r on r.id = c.run_id where c.sweep_id = ? order by c.position",
-            [sweep_id])
-
-    def update_cell(self, cell_id: int, **fields: Any) -> None:
-        with self.transaction():
-            self._update("sweep_cells", cell_id, fields)
-
-    # -- moving a run between stores (sweep workers) -----------------------------------------------------
-    def export_run_rows(self, run_id: int) -> dict[str, list[dict[str, Any]]]:
-        """The raw rows a run's execution reads (the run, its candidates, their test scores), as stored.
-
-        A sweep worker loads them into its private store and continues the run there; every table keeps its
-        ids, so what the worker sends back names the same run and candidates."""
-        return {
-            "runs": self._query("select * from runs where id = ?", [run_id]),
-            "candidates": self._query("select * from candidates where run_id = ? order by id", [run_id]),
-            "scores": self._query("select s.* from scores s join candidates c on c.id = s.candidate_id "
-                                  "where c.run_id = ? order by s.id", [run_id]),
-        }
-
-    def import_run_rows(self, rows: dict[str, list[dict[str, Any]]]) -> None:
-        """Replace this store's runs by the one in ``rows`` (from :meth:`export_run_rows`), ids kept.
-
-        Only for a sweep worker's private store: it holds one run at a time, and its cache stays."""
-        with self.transaction():
-            for table in ("outputs", "scores", "marks", "candidates", "runs"):
-                self.db.execute(f"delete from [{table}]")
-            for table in ("runs", "candidates", "scores"):
-                for row in rows.get(table, []):
-                    self._insert(table, row)
-
-#: The latest score of a kind (test, rerank) of candidate ``c``; idx_scores_candidate_kind (m003) seeks it directly.
-_LATEST = "(select s.score from scores s where s.candidate_id = c.id and s.kind = '{}' order by s.id desc limit 1)"
-_FROM = "from candidates c join runs r on r.id = c.run_id left join marks m on m.candidate_id = c.id"
-
-
-def _search_sql(where: str, args: list[Any], joins: str, rank: str, order: str,
-                limit: int) -> tuple[str, list[Any]]:
-    """The search's SQL in two steps, so that it costs per row shown, not per row matched (100,000 candidates:
-    bench/history_scale.py).
-
-    1. ``page`` picks the ids of the page on narrow rows (the id and the sort keys). Sorting by dev score walks
-       idx_candidates_dev_score (m003) and stops at the limit. A sort by rerank/test score or by manual rank puts
-       first the few candidates that have such a score or rank (sorted by it), then the others by dev score —
-       the order of sorting every row by ``coalesce(key, -1)`` (scores are >= 0) or ``coalesce(rank, 1e9)``,
-       without computing the key of every row.
-    2. Only the page's rows are read in full, with their latest test and rerank scores.
-    """
-    test, rerank = _LATEST.format("test"), _LATEST.format("rerank")
-    frm = _FROM + joins
-
-    def two_parts(key: str, key_order: str, has_key: str) -> str:
-        return (f"select * from (select c.id as pid, 0 as grp, {key} as k, {rank} as rel {frm} where {where} "
-                f"and {has_key} order by k {key_order}, c.dev_score desc, c.id limit {limit}) union all "
-                f"select * from (select c.id, 1, null, {rank} {frm} where {where} and not ({has_key}) "
-                f"order by c.dev_score desc, c.id limit {limit})")
-
-    if order == "rerank":
-        scored = "c.id in (select candidate_id from scores where kind in ('test', 'rerank') and score is not null)"
-        page = two_parts(f"coalesce({rerank}, {test})", "desc", scored)
-        outer, args = "page.grp, page.k desc, c.dev_score desc, c.id", args + args
-    elif order == "rank":
-        page = two_parts("m.manual_rank", "", "m.manual_rank is not null")
-        outer, args = "page.grp, page.k, c.dev_score desc, c.id", args + args
-    else:
-        sort = {"score": "c.dev_score desc, c.id", "newest": "c.id desc"}.get(order)
-        if sort is None:  # relevance (and anything unknown): bm25 first when there is a query
-            sort = f"{rank}, c.dev_score desc, c.id" if rank != "null" else "c.dev_score desc, c.id"
-        page = f"select c.id as pid, 0 as grp, null as k, {rank} as rel {frm} where {where} order by {sort} limit {limit}"
-        outer = sort.replace(rank, "page.rel") if rank != "null" else sort
-    sql = (f"with page as ({page}) select c.*, r.task, r.method, m.star, m.note, m.manual_rank, "
-           f"page.rel as relevance, {test} as test_score, {rerank} as rerank_score "
-           f"from page join candidates c on c.id = page.pid join runs r on r.id = c.run_id "
-           f"left join marks m on m.candidate_id = c.id order by {outer} limit {limit}")
-    return sql, args
-
-
-#: Whether candidate ``c`` has a score of a kind (test, rerank): a seek in idx_scores_candidate_kind's list.
-_HAS_SCORE = "c.id in (select candidate_id from scores where kind = '{}')"
-
-#: A group's best member (highest dev score, then lowest id: the original of in-run repeats), found in the same pass
-#: as the GROUP BY: (dev score to 1e-6, then 2**32 - 1 - id) packed in one integer, whose max() is the best; its low
-#: 32 bits give the id back.
-_BEST_MEMBER = (f"{0xFFFFFFFF} - (max((cast(round(c.dev_score * 1e6) as integer) << 32) + {0xFFFFFFFF} - c.id) "
-                f"& {0xFFFFFFFF})")
-
-
-def _group_from(where: str, order: str) -> str:
-    """The FROM of a grouped page's walk and groups: runs and marks joined only when a filter or the order reads
-    them (every candidate has its run: a foreign key), so that the groups can be read from idx_candidates_group
-    alone. With the starred filter the few marked candidates are read first (CROSS JOIN fixes that order): walking
-    every candidate for the one in a hundred with a star took longer than grouping them all."""
-    needs_runs = re.search(r"\br\.", where) is not None
-    runs = " join runs r on r.id = c.run_id" if needs_runs else ""
-    if "m.star" in where:
-        return f"from marks m cross join candidates c on c.id = m.candidate_id{runs}"
-    marks = " left join marks m on m.candidate_id = c.id" if order == "rank" or re.search(r"\bm\.", where) else ""
-    return f"from candidates c{runs}{marks}"
-
-
-def _walk_sql(frm: str, where: str, order: str) -> str:
-    """The texts of the matching candidates in the order of a grouped page's walk (``History._grouped_page``):
-    by id (newest first) or by dev score (desc), then id — both an index's order, so no sort."""
-    walk = "c.id desc" if order == "newest" else "c.dev_score desc, c.id"
-    return f"select c.instruction {frm} where {where} order by {walk}"
-
-
-def _group_stats_sql(frm: str, where: str, order: str) -> str:
-    """The groups of the texts in a JSON list (the last parameter), among the matching candidates: one seek
-    each in idx_candidates_group (m009)."""
-    test, rerank = _LATEST.format("test"), _LATEST.format("rerank")
-    manual = "m.manual_rank" if order == "rank" else "null"
-    return (f"select c.instruction, {_BEST_MEMBER} as id, count(*) as n, max(c.dev_score) as best_dev, "
-            f"max(case when {_HAS_SCORE.format('test')} then {test} end) as best_test, "
-            f"max(case when {_HAS_SCORE.format('rerank')} then {rerank} end) as best_rerank, "
-            f"min({manual}) as best_rank {frm} where {where} "
-            f"and c.instruction in (select value from json_each(?)) group by c.instruction")
-
-
-def _group_sql(where: str, args: list[Any], joins: str, rank: str, order: str,
-               limit: int) -> tuple[str, list[Any]]:
-    """The SQL of a grouped search *with a query* (``History.search(group=True)``; without one,
-    ``History._grouped_page`` walks the candidates instead).
-
-    One GROUP BY over the matching rows gives each text its count, its best scores and its best member (highest
-    dev score, then the lowest id: the original of in-run repeats); the page is the best members, sorted by
-    their group's keys, and only they are read in full. It costs a sort of the matching rows by text, cheap for
-    a search's matches (a few thousand of 100,000 candidates: ~50 ms, bench/history_scale.py) but not for all of
-    them, which is why a page without a query walks instead. A latest test or rerank score is looked up only for
-    the candidates with one.
-    """
-    test, rerank = _LATEST.format("test"), _LATEST.format("rerank")
-    # ``limit -1`` keeps SQLite from merging this into the GROUP BY, where bm25() cannot be called.
-    # Only the columns the groups need are carried through the sort (the manual rank only to sort by it).
-    manual = "m.manual_rank" if order == "rank" else "null"
-    hits = (f"select c.id, c.instruction, c.dev_score, {rank} as rel, {manual} as manual_rank, "
-            f"case when {_HAS_SCORE.format('test')} then {test} end as t, "
-            f"case when {_HAS_SCORE.format('rerank')} then {rerank} end as rr {_FROM}{joins} where {where} limit -1")
-    groups = (f"select {_BEST_MEMBER} as id, count(*) as n, max(dev_score) as best_dev, max(t) as best_test, "
-              f"max(rr) as best_rerank, min(rel) as rel, max(id) as newest, min(manual_rank) as best_rank "
-              f"from ({hits}) c group by instruction")
-    by_dev = "g.best_dev desc, g.id"
-    sort = {
-        "score": by_dev,
-        "newest": "g.newest desc",
-        "rerank": f"coalesce(g.best_rerank, g.best_test) is null, coalesce(g.best_rerank, g.best_test) desc, {by_dev}",
-        "rank": f"g.best_rank is null, g.best_rank, {by_dev}",
-    }.get(order, f"g.rel, {by_dev}" if rank != "null" else by_dev)
-    sql = (f"with page as (select * from ({groups}) g order by {sort} limit {limit}) "
-           f"select c.*, r.task, r.method, m.star, m.note, m.manual_rank, g.rel as relevance, "
-           f"g.best_test as test_score, g.best_rerank as rerank_score, g.n as group_count "
-           f"from page g join candidates c on c.id = g.id join runs r on r.id = c.run_id "
-           f"left join marks m on m.candidate_id = c.id order by {sort} limit {limit}")
-    return sql, args
-
-
-def fts_query(text: str) -> str:
-    """Turn what a person types into a safe FTS5 query: each word quoted, a trailing ``*`` kept as a prefix."""
-    if text.count('"') >= 2:
-        return text
-    terms = []
-    for word in text.split():
-        star = word.endswith("*")
-        word = word.rstrip("*").replace('"', "")
-        if word:
-            terms.append(f'"{word}"' + ("*" if star else ""))
-    return " ".join(terms) or '""'

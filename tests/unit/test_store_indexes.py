@@ -15,8 +15,8 @@ import pytest
 from sqlite_utils import Database
 
 from engine.store import History, open_history
-from engine.store.history import fts_query
 from engine.store.migrations import known_names, migrations
+from engine.store.search import fts_query
 from engine.usage import Usage
 
 WORDS = ["write", "name", "give", "the", "larger", "animal", "opposite", "plural", "form", "of", "each", "word",
@@ -276,7 +276,7 @@ def test_grouped_search_returns_what_grouping_every_row_returns(shared_texts: Hi
 def test_the_grouped_page_walks_an_index_and_seeks_the_groups(tmp_path: Path) -> None:
     """Without a query a grouped page reads candidates in an index's order (no sort) until it has its texts,
     then seeks each text's group in idx_candidates_group (m009) without reading runs."""
-    from engine.store.history import _group_from, _group_stats_sql, _walk_sql
+    from engine.store.search import _group_from, _group_stats_sql, _walk_sql
 
     h = open_history(tmp_path / "h.db")
     _fill(h, n_runs=1, per_run=5)
