@@ -37,11 +37,11 @@ from engine.wire.events import (
     Event,
     RerankProgress,
     RunFailed,
-    RunFinished,
     RunStarted,
     Status,
 )
 from iz_tui.cli import friendly_errors
+from iz_tui.run_events import route
 
 err_console = Console(stderr=True)
 out_console = Console()
@@ -253,18 +253,32 @@ async def _run(task: str | None, overrides: dict[str, Any], endpoint: str | None
 
     loop.add_signal_handler(signal.SIGINT, on_sigint)
 
-    def on_event(ev: Event) -> None:
-        if isinstance(ev, RunStarted):
+    class Shown:
+        """The events the progress bar shows (the table from event to handler: iz_tui/run_events.py)."""
+
+        @staticmethod
+        def on_run_started(ev: RunStarted) -> None:
             progress.update(bar, total=ev.budget, description=f"{ev.task} · {ev.method}")
             for note in ev.notes:
                 err_console.print(f"[yellow]note:[/] {note}")
-        elif isinstance(ev, Status):
+
+        @staticmethod
+        def on_status(ev: Status) -> None:
             progress.update(bar, info=ev.message)
-        elif isinstance(ev, CandidateScored):
+
+        @staticmethod
+        def on_candidate_scored(ev: CandidateScored) -> None:
             progress.update(bar, completed=ev.evaluations,
                             info=f"best {ev.best_dev_score:.2f} · calls {ev.calls} · saved {ev.calls_saved}")
-        elif isinstance(ev, RunFinished | RunFailed):
+
+        @staticmethod
+        def on_run_finished(ev: Event) -> None:
             progress.update(bar, info="")
+
+        on_run_failed = on_run_finished
+
+    def on_event(ev: Event) -> None:
+        route(ev, Shown)
 
     try:
         with progress:

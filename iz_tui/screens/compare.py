@@ -11,8 +11,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Header, Static
 
+from iz_tui.formatting import best_so_far, dedupe_top, fmt_score, short
 from iz_tui.screens.base import BaseScreen
-from iz_tui.widgets.common import best_so_far, dedupe_top, fmt_score, short
 from iz_tui.widgets.footer import QuietFooter
 from iz_tui.widgets.plot import BestPlot
 

@@ -15,10 +15,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Header, Static
 
+from iz_tui.formatting import fmt_score, short
 from iz_tui.messages import HistoryChanged
 from iz_tui.screens.base import BaseScreen
 from iz_tui.screens.modals import NoteModal
-from iz_tui.widgets.common import fmt_score, short
 from iz_tui.widgets.footer import QuietFooter
 
 

@@ -19,10 +19,10 @@ from textual.widgets import DataTable, Header, Input, Static
 
 from engine.errors import IZError
 from engine.wire.events import RerankProgress, RunFinished
+from iz_tui.formatting import dedupe_top, fmt_score, friendly_error
 from iz_tui.messages import EngineEvent, HistoryChanged
 from iz_tui.screens.base import BaseScreen
 from iz_tui.screens.modals import ExportModal, NoteModal, RerankChoice, RerankModal
-from iz_tui.widgets.common import dedupe_top, fmt_score, friendly_error
 from iz_tui.widgets.filter_bar import FilterBar
 from iz_tui.widgets.footer import QuietFooter
 from iz_tui.widgets.history_table import HistoryTable

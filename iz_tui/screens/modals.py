@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
-from iz_tui.widgets.common import run_label
+from iz_tui.formatting import run_label
 from iz_tui.widgets.light_select import LightSelect
 
 

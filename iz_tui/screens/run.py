@@ -39,10 +39,11 @@ from engine.wire.events import (
     RunStarted,
     Status,
 )
+from iz_tui.formatting import fmt_score, friendly_error, paid_calls
 from iz_tui.messages import EngineEvent
 from iz_tui.requests import RunRequest, stored_budget
+from iz_tui.run_events import RunPhase, route
 from iz_tui.screens.base import BaseScreen
-from iz_tui.widgets.common import fmt_score, friendly_error, paid_calls
 from iz_tui.widgets.footer import QuietFooter
 from iz_tui.widgets.plot import BestPlot
 from iz_tui.widgets.stable_table import StableTable
@@ -124,7 +125,7 @@ class RunScreen(BaseScreen[None]):
         self.request = request
         self.run_id: int | None = resume_run_id
         self.totals = RunTotals(budget=request.budget if request else 0)
-        self._state = "starting"
+        self._phase = RunPhase.STARTING
         self.best_id: int | None = None
         self.best_instruction: str | None = None
         self.summary: dict[str, Any] = {}
@@ -183,11 +184,10 @@ class RunScreen(BaseScreen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Show in the footer only the keys that make sense now (no cancel once the run has ended)."""
-        ended = self.state in ("finished", "cancelled", "stopped", "failed")
         if action == "cancel":
-            return not ended
+            return not self.state.ended
         if action == "resume":
-            return self.state in ("cancelled", "failed") and self.run_id is not None
+            return self.state.resumable and self.run_id is not None
         if action == "open_history":
             return self.run_id is not None
         if action == "copy_best":
@@ -195,13 +195,13 @@ class RunScreen(BaseScreen[None]):
         return True
 
     @property
-    def state(self) -> str:
-        """starting | running | cancelling | finished | cancelled | stopped | failed"""
-        return self._state
+    def state(self) -> RunPhase:
+        """The run's phase (iz_tui/run_events.py); setting it updates the keys the footer shows."""
+        return self._phase
 
     @state.setter
-    def state(self, value: str) -> None:
-        self._state = value
+    def state(self, value: RunPhase | str) -> None:
+        self._phase = RunPhase(value)
         if self.is_mounted:
             self.refresh_bindings()
 
@@ -225,7 +225,7 @@ class RunScreen(BaseScreen[None]):
             self._fail(f"cannot start the engine process: {exc.strerror or exc}",
                        "check the installation (`iz --help` should work) and try again")
             return
-        self.state = "running"
+        self.state = RunPhase.RUNNING
         self.query_one("#run-title", Static).update(self._title_text())
         self.app.listen(self, self.run_id)
         if self._cancel_requested:
@@ -241,7 +241,7 @@ class RunScreen(BaseScreen[None]):
         except IZError as exc:
             self._fail(exc.problem, exc.fix)
             return
-        self.state = "running"
+        self.state = RunPhase.RUNNING
         self._show_running()
 
     def _prefill_from_history(self, run_id: int) -> None:
@@ -298,27 +298,35 @@ class RunScreen(BaseScreen[None]):
             self._show_plot()
 
     def _apply(self, ev: Event) -> None:
-        if isinstance(ev, RunStarted):
-            self.totals.budget = ev.budget
-            self.totals.estimate = ev.estimate or self.totals.estimate
-            self.query_one("#run-bar", ProgressBar).update(total=ev.budget)
-            self._show_counts()
-            self._set_status(f"run {ev.run_id} started: {ev.budget} evaluations to spend")
-            for note in ev.notes:
-                self.notify(note, title="Note")
-        elif isinstance(ev, Status):
-            self._set_status(ev.message)
-        elif isinstance(ev, CandidateProposed):
-            self._add_row(ev.candidate_id, ev.position, ev.iteration, ev.instruction)
-        elif isinstance(ev, CandidateScored):
-            self._on_scored(ev)
-        elif isinstance(ev, IterationDone):
-            self._set_status(f"iteration {ev.iteration} done · best dev {fmt_score(ev.best_dev_score)} "
-                             f"after {ev.evaluations} evaluations")
-        elif isinstance(ev, RunFinished):
-            self._finished(ev)
-        elif isinstance(ev, RunFailed):
-            self._fail(ev.problem, ev.fix)
+        route(ev, self)  # iz_tui/run_events.py: the one table from event to handler
+
+    def on_run_started(self, ev: RunStarted) -> None:
+        self.totals.budget = ev.budget
+        self.totals.estimate = ev.estimate or self.totals.estimate
+        self.query_one("#run-bar", ProgressBar).update(total=ev.budget)
+        self._show_counts()
+        self._set_status(f"run {ev.run_id} started: {ev.budget} evaluations to spend")
+        for note in ev.notes:
+            self.notify(note, title="Note")
+
+    def on_status(self, ev: Status) -> None:
+        self._set_status(ev.message)
+
+    def on_candidate_proposed(self, ev: CandidateProposed) -> None:
+        self._add_row(ev.candidate_id, ev.position, ev.iteration, ev.instruction)
+
+    def on_candidate_scored(self, ev: CandidateScored) -> None:
+        self._on_scored(ev)
+
+    def on_iteration_done(self, ev: IterationDone) -> None:
+        self._set_status(f"iteration {ev.iteration} done · best dev {fmt_score(ev.best_dev_score)} "
+                         f"after {ev.evaluations} evaluations")
+
+    def on_run_finished(self, ev: RunFinished) -> None:
+        self._finished(ev)
+
+    def on_run_failed(self, ev: RunFailed) -> None:
+        self._fail(ev.problem, ev.fix)
 
     # -- updates ------------------------------------------------------------------------------------------
     # The status, counts and cost lines are one line high whatever they say (iz.tcss), so their updates skip the
@@ -424,7 +432,7 @@ class RunScreen(BaseScreen[None]):
         self._set_status(f"run {ev.run_id} {ev.status}")
 
     def _fail(self, problem: str, fix: str | None) -> None:
-        self.state = "failed"
+        self.state = RunPhase.FAILED
         head, todo = friendly_error(problem, fix)
         resume = f"\n[dim]resume it later with u (or `iz run --resume {self.run_id}`)[/]" if self.run_id else ""
         self._show_result(f"[b red]The run failed:[/] {escape(head)}\n[b]What to do:[/] {escape(todo)}{resume}",
@@ -433,14 +441,14 @@ class RunScreen(BaseScreen[None]):
 
     # -- actions ------------------------------------------------------------------------------------------
     def action_cancel(self) -> None:
-        if self.state in ("finished", "cancelled", "stopped", "failed"):
+        if self.state.ended:
             self.notify("the run is not running", severity="information")
             return
         if self.run_id is None:
             self._cancel_requested = True
             self._set_status("cancelling as soon as the run starts…")
             return
-        self.state = "cancelling"
+        self.state = RunPhase.CANCELLING
         self._set_status("cancelling… (stops after the candidate being scored; it stays resumable)")
         self._send_cancel(self.run_id)
 
@@ -453,9 +461,9 @@ class RunScreen(BaseScreen[None]):
             self.notify(exc.problem.splitlines()[0], title="Cancel failed", severity="error")
 
     def action_resume(self) -> None:
-        if self.state not in ("cancelled", "failed") or self.run_id is None:
+        if not self.state.resumable or self.run_id is None:
             return
-        self.state = "starting"
+        self.state = RunPhase.STARTING
         self._set_status(f"resuming run {self.run_id}…")
         self._show_running()
         self._resume()
@@ -473,7 +481,7 @@ class RunScreen(BaseScreen[None]):
             self.notify("no instruction scored yet", severity="warning")
 
     def action_back(self) -> None:
-        if self.state in ("starting", "running", "cancelling"):
+        if not self.state.ended:
             self.notify("the run goes on in the engine; find it in the history (h)", title="Still running")
         self.app.pop_screen()
 

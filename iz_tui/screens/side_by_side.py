@@ -18,8 +18,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Header, Static
 
+from iz_tui.formatting import fmt_score, short
 from iz_tui.screens.base import BaseScreen
-from iz_tui.widgets.common import fmt_score, short
 from iz_tui.widgets.footer import QuietFooter
 
 #: The splits shown, in order: dev (every scored candidate has it) and test (where both have test outputs).

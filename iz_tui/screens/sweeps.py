@@ -27,9 +27,9 @@ from textual.widgets import DataTable, Header, Static
 
 from engine.errors import IZError
 from engine.sweep.report import counts, sweep_table
+from iz_tui.formatting import fmt_score, short
 from iz_tui.messages import HistoryChanged
 from iz_tui.screens.base import BaseScreen
-from iz_tui.widgets.common import fmt_score, short
 from iz_tui.widgets.footer import QuietFooter
 
 #: How each status of a sweep or a cell is drawn.

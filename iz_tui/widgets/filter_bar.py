@@ -18,7 +18,7 @@ from textual.timer import Timer
 from textual.widgets import Checkbox, Input, Select
 
 from engine.methods import METHODS
-from iz_tui.widgets.common import parse_float
+from iz_tui.formatting import parse_float
 from iz_tui.widgets.light_select import LightSelect
 
 #: Sort orders of the history: (key for History.search, label).

@@ -21,7 +21,7 @@ from rich.text import Text
 from textual import on
 from textual.widgets import DataTable
 
-from iz_tui.widgets.common import fmt_score, short
+from iz_tui.formatting import fmt_score, short
 from iz_tui.widgets.stable_table import StableTable
 
 #: (label, column key, width; None takes the rest)
