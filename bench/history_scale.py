@@ -187,7 +187,7 @@ def store_rows(db: Path, repeats: int) -> list[tuple[str, float, str]]:
     from engine.config import revive
     from engine.export import export_data
     from engine.store import open_history
-    from iz_tui.widgets.common import dedupe_top
+    from iz_tui.formatting import dedupe_top
 
     h = open_history(db)
     rows: list[tuple[str, float, str]] = []

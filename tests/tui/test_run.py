@@ -6,10 +6,10 @@ from textual.widgets import DataTable, ProgressBar
 
 from engine.wire.events import CandidateProposed, CandidateScored, RunFinished
 from iz_tui.app import IZApp
+from iz_tui.formatting import fmt_score, paid_calls
 from iz_tui.screens.history import HistoryScreen
 from iz_tui.screens.home import HomeScreen
 from iz_tui.screens.run import BEST, RunScreen
-from iz_tui.widgets.common import fmt_score, paid_calls
 from iz_tui.widgets.plot import BestPlot
 
 from .conftest import default_config

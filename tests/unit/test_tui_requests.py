@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from engine.config import RunSettings
+from iz_tui.formatting import paid_calls
 from iz_tui.requests import (
     FIELDS,
     PRESET_LABELS,
@@ -17,7 +18,6 @@ from iz_tui.requests import (
     preset_of,
     stored_budget,
 )
-from iz_tui.widgets.common import paid_calls
 
 
 def test_budget_settings_use_the_engines_arithmetic() -> None:
