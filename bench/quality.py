@@ -20,6 +20,8 @@ Methods (``--methods``; the grid runs as one sweep per part, `iz sweep`'s core):
 - ``ape``: APE as the paper ran it (the black-box endpoint proposes instructions from the demos);
 - ``ape_local``: APE sampling the local generator (same model and prompt as InstructZero, no soft prompt);
 - ``opro``: the black box reads the scored instructions so far and writes better ones (OPRO; not yet a default);
+- ``instinct``: a pool of soft prompts decoded once, a neural bandit over what the instructions say (INSTINCT; not
+  yet a default);
 - ``manual``: one plain hand-written instruction per task (:data:`MANUAL`), the reference a person would write;
 - ``dspy_gepa``: what a prompt engineer would use instead: DSPy's GEPA optimising the instruction against the
   same endpoint, capped at the same dev calls (``budget x dev``) counted at the endpoint, its winner scored like
@@ -135,6 +137,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ape_paper": {"method": "ape", "prompt_style": "paper"},
     "ape": {"method": "ape"},
     "opro": {"method": "opro"},
+    "instinct": {"method": "instinct"},
     "ape_local": {"method": "ape_local"},
     "manual": {"method": "manual"},
 }
