@@ -204,7 +204,7 @@ def run_sweep(tasks: list[str], methods: list[str], seed: int, settings: dict[st
               on_row: Callable[[dict[str, Any]], None], *, workers: int = 1, ray: str | None = None) -> None:
     """Run tasks x methods for one seed as one sweep (`iz sweep`'s core: engine.sweep) on ``workers`` local
     processes or on Ray; ``on_row`` gets each cell's row as soon as it finishes (or fails)."""
-    from engine.config import METHODS
+    from engine.methods import METHODS
     from engine.store import open_history
     from engine.sweep.driver import SweepDriver, SweepEvent
     from engine.sweep.spec import SweepSpec
