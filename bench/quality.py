@@ -315,9 +315,14 @@ def run_part(path: Path, meta: dict[str, Any], tasks: list[str], methods: list[s
 
     sitting = {"date": meta["date"], "commit": meta["commit"], "methods": todo, "tasks": todo_tasks}
     part.setdefault("sittings", []).append(sitting)
-    engine_methods = [m for m in todo if m != DSPY]
-    if engine_methods:
-        run_sweep(todo_tasks, engine_methods, seed, meta["settings"], on_row, workers=args.workers, ray=args.ray)
+    # One sweep per set of tasks the methods lack (a grid of tasks x methods), so no finished cell runs again.
+    grids: dict[tuple[str, ...], list[str]] = {}
+    for m in todo:
+        if m != DSPY:
+            grids.setdefault(tuple(t for t in tasks if (t, m) not in done), []).append(m)
+    for grid_tasks, grid_methods in grids.items():
+        run_sweep(list(grid_tasks), grid_methods, seed, meta["settings"], on_row, workers=args.workers,
+                  ray=args.ray)
     if DSPY in todo:
         run_dspy([t for t in todo_tasks if (t, DSPY) not in done], seed, meta["settings"], on_row,
                  meta["models"]["blackbox"])
