@@ -1,4 +1,4 @@
-"""Check and time the transformers generator (:class:`engine.generator.Generator`) on a CUDA GPU, once.
+"""Check and time the transformers generator (:class:`engine.generators.transformers.Generator`) on a CUDA GPU, once.
 
     # here, once (needs the GGUF files; writes tokenizers and configs only, no weights):
     python bench/bench_generator_gpu.py --prepare .gpu
@@ -231,7 +231,7 @@ def texts_ok(texts: Any, n: int) -> bool:
 
 def check(folder: Path, device: str, dtype: str, Z: torch.Tensor) -> tuple[Any, list[str], str]:
     """Load a Generator and decode ``Z`` batched and one at a time. (generator, batched texts, summary line)."""
-    from engine.generator import Generator
+    from engine.generators.transformers import Generator
     from engine.prompts import PLACEHOLDER_INSTRUCTION
 
     t0 = time.perf_counter()
@@ -366,7 +366,7 @@ def bench_model(src: Path, tmp: Path, args: argparse.Namespace, report: Report, 
 def stop_rule(device: str, report: Report, vocab_sizes: Sequence[int]) -> None:
     """The stopping rule's cost a decoding step on the device: the masks it uses now against what it did before
     (``torch.isin`` against id lists that lived on the CPU and were copied to the device every step)."""
-    from engine.generator import _StopAtLineOrSentence
+    from engine.generators.transformers import _StopAtLineOrSentence
 
     for vocab in vocab_sizes:
         g = torch.Generator().manual_seed(0)

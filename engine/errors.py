@@ -86,7 +86,7 @@ class ModelError(IZError):
 
 
 class GeneratorError(IZError):
-    """The generator model cannot be found or loaded (engine.generator raises it)."""
+    """The generator model cannot be found or loaded (the generators raise it)."""
 
     exit_code = 2
 

@@ -99,13 +99,13 @@ def pick_backend(path: str, device: str, backend: str) -> str:
 def make_generator(model: str | None, device: str = "auto", max_new_tokens: int = 32, batch_size: int | None = None, *,
                    backend: str = "auto", lazy: bool = False, **knobs: Any) -> Any:
     """A generator for a model path or hub id (None = the bundled SmolLM2) on the chosen backend."""
-    from engine.generator import Generator
+    from engine.generators.transformers import Generator
     from engine.models.catalog import default_model_path
 
     path = model or str(default_model_path())
     chosen = pick_backend(path, device, backend)
     if chosen == "llama_cpp":
-        from engine.llama_generator import LlamaCppGenerator
+        from engine.generators.llama_cpp import LlamaCppGenerator
 
         return LlamaCppGenerator(path, device, max_new_tokens, batch_size, lazy=lazy, **knobs)
     return Generator(path, device, max_new_tokens, batch_size, lazy=lazy, **knobs)

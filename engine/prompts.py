@@ -4,14 +4,14 @@ Why this is a module of its own: everything here is pure text (standard library 
 no model), so the rules that decide what a run's instructions look like can be unit-tested in milliseconds, and
 one definition serves every place that writes or reads an instruction:
 
-* the transformers backend (:class:`engine.generator.Generator`) and the llama.cpp backend
-  (:class:`engine.llama_generator.LlamaCppGenerator`) tokenise the same prompt text, split at the same soft-token
+* the transformers backend (:class:`engine.generators.transformers.Generator`) and the llama.cpp backend
+  (:class:`engine.generators.llama_cpp.LlamaCppGenerator`) tokenise the same prompt text, split at the same soft-token
   slot, stop decoding by the same rule and clean the output alike, so the two backends stay interchangeable;
 * APE (:mod:`engine.ape`) sends the same framing to an endpoint and cleans the answers with the same rules, so
   both methods' instructions read alike and compare fairly. APE imports this module without paying for torch.
 
 The prompt, through the model's chat template (SmolLM2 shown; ``<soft>`` marks the default slot of the soft
-tokens, ``"tail"``, chosen by measurement, see :class:`engine.generator.Generator`)::
+tokens, ``"tail"``, chosen by measurement, see :class:`engine.generators.transformers.Generator`)::
 
     <|im_start|>system ...<|im_end|>
     <|im_start|>user
@@ -77,7 +77,7 @@ APE_SYSTEM = (
     "sentence: one short imperative instruction, nothing else."
 )
 
-#: Where the soft tokens go (see :class:`engine.generator.Generator` for the measurements behind the default).
+#: Where the soft tokens go (see :class:`engine.generators.transformers.Generator` for the measurements behind the default).
 SoftPosition = Literal["start", "user", "pairs", "tail", "answer"]
 SOFT_POSITIONS: tuple[SoftPosition, ...] = ("start", "user", "pairs", "tail", "answer")
 

@@ -20,7 +20,7 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import paths
 from engine.config import Config, EndpointProfile, RunSettings, load_config, revive
@@ -48,6 +48,9 @@ from engine.wire.events import (
     Status,
 )
 
+if TYPE_CHECKING:  # the backends import torch: only their type is needed here
+    from engine.generators.base import InstructionWriter
+
 log = logging.getLogger(__name__)
 
 
@@ -65,7 +68,7 @@ class _RunContext:
         self.position = position
         self.style = engine._style(state.settings)
 
-    async def generator(self) -> Any:
+    async def generator(self) -> InstructionWriter:
         return await self._engine.generator(self._emit, self.run_id)
 
     async def proposer(self) -> tuple[str, Any]:

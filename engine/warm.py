@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.config import Config, EndpointProfile
 from engine.models.embedded import EmbeddedServers
@@ -18,11 +18,14 @@ from engine.store import History
 from engine.tasks import Task
 from engine.wire.events import Status
 
+if TYPE_CHECKING:  # the backends import torch: only their type is needed here
+    from engine.generators.base import InstructionWriter
+
 
 class WarmParts:
     config: Config
     history: History
-    _generator: Any
+    _generator: InstructionWriter | None
     _blackboxes: dict[str, Any]
     _embedded: EmbeddedServers
     _lock: asyncio.Lock | None
@@ -32,7 +35,7 @@ class WarmParts:
             self._lock = asyncio.Lock()
         return self._lock
 
-    async def generator(self, emit: Emit = noop, run_id: int = 0) -> Any:
+    async def generator(self, emit: Emit = noop, run_id: int = 0) -> InstructionWriter:
         """The local model, loaded once per process (it takes seconds; every run after the first reuses it)."""
         async with self._alock():
             if self._generator is None:

@@ -5,7 +5,7 @@ instruction on 2 cores). llama.cpp runs the quantised weights and accepts input 
 (``llama_batch_init(n, n_embd, 1)`` with ``embd`` filled), so the soft tokens can be spliced between real token
 embeddings exactly as with ``inputs_embeds`` in transformers.
 
-What is shared with the transformers backend (by subclassing :class:`engine.generator.Generator`): the prompt
+What is shared with the transformers backend (both subclass :class:`engine.generators.base.GeneratorBase`): the prompt
 (the model's chat template through the Hugging Face tokenizer read from the same GGUF, so token ids are the same),
 the place of the soft tokens, the projection and its scale (unit: the model's own token-embedding std), the
 cleaning of the output and the stop rule (both from :mod:`engine.prompts`). What differs: the forward passes.
@@ -43,7 +43,7 @@ import torch
 
 from engine import paths
 from engine.errors import GeneratorError
-from engine.generator import Generator, _quiet_transformers
+from engine.generators.base import GeneratorBase, _quiet_transformers
 from engine.prompts import Demo, demo_pairs, sort_vocabulary
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def _silence_llama_log() -> None:
         llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p())
 
 
-class LlamaCppGenerator(Generator):
+class LlamaCppGenerator(GeneratorBase):
     """A GGUF generator on llama.cpp. Same constructor, knobs and methods as :class:`Generator`."""
 
     backend = "llama_cpp"

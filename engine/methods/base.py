@@ -15,11 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from engine.config import RunSettings
 from engine.errors import IZError
 from engine.tasks.model import Example, Task
+
+if TYPE_CHECKING:  # the backends import torch: only their type is needed here
+    from engine.generators.base import InstructionWriter
 
 
 @dataclass
@@ -53,7 +56,7 @@ class Context(Protocol):
     #: The run's prompt style, resolved ("auto" is never seen here).
     style: str
 
-    async def generator(self) -> Any:
+    async def generator(self) -> InstructionWriter:
         """The warm local generator (loaded on first use, with progress shown)."""
         ...
 

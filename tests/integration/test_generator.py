@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from engine.errors import GeneratorError, IZError  # noqa: E402
-from engine.generator import Generator  # noqa: E402
+from engine.generators.transformers import Generator  # noqa: E402
 from engine.models.catalog import default_model_path  # noqa: E402
 from engine.tasks import Example  # noqa: E402
 

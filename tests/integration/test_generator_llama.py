@@ -24,7 +24,7 @@ pytest.importorskip("llama_cpp")
 from engine import paths  # noqa: E402
 from engine.errors import GeneratorError  # noqa: E402
 from engine.generator_setup import make_generator, pick_backend  # noqa: E402
-from engine.llama_generator import LlamaCppGenerator, check_gguf  # noqa: E402
+from engine.generators.llama_cpp import LlamaCppGenerator, check_gguf  # noqa: E402
 from engine.models.catalog import default_model_path  # noqa: E402
 from engine.tasks import Example  # noqa: E402
 
@@ -156,7 +156,7 @@ def test_a_truncated_or_foreign_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_a_model_too_big_for_memory_is_refused_before_loading(monkeypatch: pytest.MonkeyPatch,
                                                               tmp_path: Path) -> None:
-    import engine.llama_generator as lg
+    import engine.generators.llama_cpp as lg
 
     copy = tmp_path / "m.gguf"
     shutil.copyfile(default_model_path(), copy)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 
 from engine.config import GeneratorSettings
-from engine.generator import Generator, _StopAtLineOrSentence, default_batch_size
+from engine.generators.base import default_batch_size
+from engine.generators.transformers import Generator, _StopAtLineOrSentence
 
 
 def reference(input_ids: torch.Tensor, stop: set[int], content: set[int]) -> torch.Tensor:

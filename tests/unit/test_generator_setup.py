@@ -14,7 +14,8 @@ import pytest
 
 from engine import generator_setup
 from engine.config import GeneratorSettings
-from engine.generator import Generator, GeneratorError
+from engine.errors import GeneratorError
+from engine.generators.transformers import Generator
 
 
 @pytest.fixture

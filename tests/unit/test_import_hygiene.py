@@ -22,7 +22,7 @@ def _loaded_after(code: str) -> set[str]:
 
 
 @pytest.mark.parametrize("module", [
-    "engine", "engine.config", "engine.store", "engine.runner", "engine.server", "engine.bo", "engine.generator",
+    "engine", "engine.config", "engine.store", "engine.runner", "engine.server", "engine.bo", "engine.generators.transformers",
     "engine.blackbox", "engine.tasks",
 ])
 def test_engine_never_imports_textual(module: str) -> None:
