@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import datetime as _dt
-import email.utils
 import hashlib
 import json
 import logging
@@ -34,9 +32,16 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
-from tenacity.wait import wait_base, wait_random_exponential
+from tenacity.wait import wait_random_exponential
 
 from engine.blackbox.limits import AdaptiveLimit, RateLimiter
+from engine.blackbox.retries import (
+    BACKOFF_BASE_S,
+    BACKOFF_MAX_S,
+    _Transient,
+    _WaitRetryAfter,
+    parse_retry_after,
+)
 from engine.errors import EndpointError
 from engine.usage import estimate_tokens
 
@@ -50,11 +55,6 @@ log = logging.getLogger(__name__)
 #: Requests in flight to the embedded server at most (it is serial; see BlackBox.__init__).
 EMBEDDED_IN_FLIGHT = 8
 
-#: Backoff between retries without a Retry-After: random in [0, min(MAX, BASE * 2**attempt)] seconds.
-BACKOFF_BASE_S = 0.5
-BACKOFF_MAX_S = 20.0
-#: A Retry-After longer than this is cut to it, so one odd header cannot stall a run for an hour.
-RETRY_AFTER_CAP_S = 120.0
 #: How much of a server's error message goes into our message.
 SERVER_MESSAGE_CHARS = 300
 
@@ -69,52 +69,6 @@ class Completion:
     completion_tokens: int
     latency_s: float
     cache_hit: bool = False
-
-
-class _Transient(Exception):
-    """A failure worth retrying (429, 5xx, timeout, dropped connection, garbage body)."""
-
-    def __init__(self, what: str, *, kind: str, retry_after: float | None = None) -> None:
-        super().__init__(what)
-        self.what = what
-        self.kind = kind  # rate_limit | server | timeout | connect | network | garbage
-        self.retry_after = retry_after
-
-
-class _WaitRetryAfter(wait_base):
-    """Wait what the server asked for (``Retry-After``) when it asked, else exponential backoff with jitter."""
-
-    def __init__(self, fallback: wait_base, cap: float = RETRY_AFTER_CAP_S) -> None:
-        self.fallback = fallback
-        self.cap = cap
-
-    def __call__(self, retry_state: RetryCallState) -> float:
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.cap)
-        return self.fallback(retry_state)
-
-
-def parse_retry_after(value: str | None, *, now: _dt.datetime | None = None) -> float | None:
-    """``Retry-After`` as seconds: either delta-seconds (``"3"``) or an HTTP date; None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=_dt.UTC)
-    now = now or _dt.datetime.now(_dt.UTC)
-    return max(0.0, (when - now).total_seconds())
 
 
 class BlackBox:

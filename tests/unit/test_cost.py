@@ -215,7 +215,7 @@ def test_dry_run_prints_the_estimate_and_records_nothing() -> None:
 
 
 def test_the_live_screen_shows_spent_against_the_estimate() -> None:
-    from iz_tui.screens.run import RunTotals
+    from iz_tui.run_events import RunTotals
 
     totals = RunTotals(budget=10)
     assert totals.versus_estimate() is None  # an older engine sends no estimate: nothing is made up
