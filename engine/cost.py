@@ -99,6 +99,9 @@ def estimate_run(task: Task, settings: RunSettings, profile: EndpointProfile, *,
     answers, and that a judge or an APE proposer on another endpoint has its own prices (all are priced here at
     ``profile``'s). Raises :class:`~engine.errors.TaskError` when the task is too small for the splits, as a run
     would.
+
+    Length: every part of a run's spending (dev, test, proposals, judge calls, the caps) added up in one
+    place, so the estimate and its parts cannot drift apart.
     """
     splits = make_splits(task, n_demos=settings.n_demos, n_dev=settings.n_dev, n_test=settings.n_test,
                          seed=settings.seed)

@@ -198,6 +198,9 @@ def _optimize_cmaes(
 
     Returns each run's best point and log-EI, then every point any run evaluated with its log-EI (the pool that
     tops up a batch when several runs converge to the same optimum).
+
+    Length: one CMA-ES ask/tell loop with its seeding, batching of a generation into one posterior call and
+    the pick of q distinct points; split, the state the loop carries would be spread over several functions.
     """
     with warnings.catch_warnings():
         # cma imports matplotlib lazily and warns when it is absent; we never plot.

@@ -122,6 +122,9 @@ def fit_surrogate(
 
     If a marginal-likelihood fit fails (or leaves non-finite hyperparameters), that model keeps its initial (prior
     mode) hyperparameters and a warning is logged; the model is still usable.
+
+    Length: the whole fit in the order it happens (inputs checked, kernel chosen, likelihood fitted, the
+    fallback path), so one read shows every way a fit can go.
     """
     Z = torch.as_tensor(Z, dtype=torch.float64)
     S = torch.as_tensor(S, dtype=torch.float64)

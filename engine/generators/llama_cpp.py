@@ -79,6 +79,11 @@ class LlamaCppGenerator(GeneratorBase):
 
     # ---- loading --------------------------------------------------------------------------------------------
     def load(self) -> LlamaCppGenerator:
+        """Load the tokenizer, the embedding matrix and the weights, once (later calls return at once).
+
+        Length: the stages of a load in the order they run, each reporting its progress; split up, the order
+        of the stages (and which are once-only) would be harder to follow.
+        """
         with self._lock:
             if self._ctx is not None:
                 return self
@@ -315,7 +320,11 @@ class LlamaCppGenerator(GeneratorBase):
         self._prefix_key, self._prefix_len = key, len(before_ids)
 
     def _run(self, rows: list[np.ndarray], sample: tuple[float, np.random.Generator] | None) -> list[str]:
-        """Decode ``prefix + row`` for each row (``[len, hidden]`` float32 embeddings): greedy, or sampled."""
+        """Decode ``prefix + row`` for each row (``[len, hidden]`` float32 embeddings): greedy, or sampled.
+
+        Length: one batched decoding loop over llama.cpp's low-level API (prefix copy, one embeddings batch,
+        then token steps for every live sequence); its buffers and sequence bookkeeping belong together.
+        """
         import llama_cpp
 
         mem = llama_cpp.llama_get_memory(self._ctx)

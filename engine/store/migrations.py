@@ -17,6 +17,10 @@ migrations = Migrations(MIGRATION_SET)
 
 @migrations()
 def m001_initial(db: Database) -> None:
+    """The first schema: runs, candidates, outputs, scores, the response cache and marks.
+
+    Length: the first schema as it shipped, table by table; a migration is never edited once released.
+    """
     db["runs"].create(
         {
             "id": int,
