@@ -188,6 +188,10 @@ def _dry_run(task: str, overrides: dict[str, Any], endpoint: str | None, model: 
     config = load_config()
     settings = config.run.with_overrides(overrides)
     name, profile = config.endpoint(endpoint, model)
+    if profile.embedded:
+        from engine.models.embedded import servers
+
+        servers.for_model(profile.model)  # a model that is not there fails here, as the run would (nothing starts)
     method = get_method(settings.method)
     method.validate(settings, instructions)
     est = estimate_run(load_task(task), settings, profile, n_instructions=len(instructions))
@@ -324,16 +328,30 @@ def _print_summary(s: dict[str, Any]) -> None:
 def runs(task: str | None, method: str | None, limit: int, as_json: bool) -> None:
     """List runs, newest first."""
     rows = open_history().runs(task=task, method=method, limit=limit)
+    if not rows and task is not None:
+        _check_task_name(task)
+    if not rows and method is not None:
+        get_method(method)  # an unknown method name says which there are
     if as_json:
         click.echo(json.dumps(rows))
         return
     if not rows:
-        click.echo("no runs yet: start one with `iz run TASK` or from the TUI (`iz`)")
+        click.echo("no runs match those filters" if task or method else
+                   "no runs yet: start one with `iz run TASK` or from the TUI (`iz`)")
         return
     cells = [[str(r["id"]), r["task"], r["method"], r["status"], str(r["evaluations"]), _fmt(r["best_dev_score"]),
               _fmt(r["test_score"]), _cost_cell(r), r["best_instruction"] or ""] for r in rows]
     click.echo(plain_table(["id", "task", "method", "status", "evals", "dev", "test", "cost", "best instruction"],
                            cells))
+
+
+def _check_task_name(task: str) -> None:
+    """A filter that matched nothing because no task has that name (no task folder, no recorded run) is an error
+    naming the task, not an empty list that looks like "nothing yet"."""
+    from engine.tasks import task_names
+
+    if task not in task_names() and not open_history().runs(task=task, limit=1):
+        raise IZError(f"no task named {task!r} (and no run of one)", "list tasks with `iz tasks list`")
 
 
 def _cost_cell(row: dict[str, Any]) -> str:
@@ -392,10 +410,19 @@ def show(run_id: int, top: int, as_json: bool) -> None:
 def rerank(run_id: int | None, top_k: int, candidate_ids: tuple[int, ...], split: str, n_examples: int | None,
            endpoint: str | None, model: str | None, as_json: bool) -> None:
     """Re-score the top K candidates of RUN_ID (or chosen candidates) and sort them by the new score."""
+    if endpoint or model:  # a profile or model that is not there fails before anything is looked up
+        from engine.config import load_config
+        from engine.models.embedded import servers
+
+        _, profile = load_config().endpoint(endpoint, model)
+        if profile.embedded:
+            servers.for_model(profile.model)
     if not candidate_ids:
         if run_id is None:
             raise click.UsageError("give a RUN_ID or --candidate ID")
-        cands = open_history().candidates(run_id, status="scored")
+        h = open_history()
+        h.run(run_id)  # a run that does not exist is an error, not an empty table
+        cands = h.candidates(run_id, status="scored")
         seen, ids = set(), []
         for c in sorted(cands, key=lambda c: (-(c["dev_score"] or 0), c["id"])):
             if c["instruction"] not in seen:
@@ -448,7 +475,12 @@ def export(run_id: int | None, candidate_ids: tuple[int, ...], fmt: str, output:
 @friendly_errors
 def search(query: str, task: str | None, run_id: int | None, starred: bool, limit: int) -> None:
     """Full-text search over every instruction ever scored (best match first)."""
-    rows = open_history().search(query or None, task=task, run_id=run_id, starred=starred or None, limit=limit)
+    h = open_history()
+    if run_id is not None:
+        h.run(run_id)  # a run that does not exist is an error, not "no match"
+    rows = h.search(query or None, task=task, run_id=run_id, starred=starred or None, limit=limit)
+    if not rows and task is not None:
+        _check_task_name(task)
     if not rows:
         click.echo("no matching instructions")
         return

@@ -125,6 +125,22 @@ def _list() -> None:
     out_console.print(t)
 
 
+def _check_names(spec: Any) -> None:
+    """Every task, endpoint and model the grid (an engine.sweep.spec.SweepSpec) names exists, before the sweep is
+    recorded: a typo is one message and exit code, not a sweep of failed cells."""
+    from engine.config import load_config
+    from engine.models.embedded import servers
+    from engine.tasks import load_task
+
+    for task in spec.tasks:
+        load_task(task)
+    config = load_config()
+    for model in spec.models:
+        _, profile = config.endpoint(spec.endpoint, model)
+        if profile.embedded:
+            servers.for_model(profile.model)
+
+
 @click.command()
 @click.option("--tasks", help="Comma-separated task names (see `iz tasks list`).")
 @click.option("--methods", default="instructzero,random", show_default=True,
@@ -182,6 +198,7 @@ def sweep(tasks: str | None, methods: str, seeds: str, models: str | None, endpo
             models=parse_list(models, "models") if models else [None], endpoint=endpoint, settings=overrides,
             manual_default=list(instructions),
         )
+        _check_names(spec)
         needs = [m for m in spec.methods if m in METHODS and METHODS[m].takes_instructions]
         if needs and not instructions:
             raise click.UsageError(f"the {needs[0]} method needs --instruction TEXT (repeatable)")
