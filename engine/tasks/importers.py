@@ -44,6 +44,7 @@ from typing import Any
 from engine import paths
 from engine.errors import TaskError
 from engine.tasks.files import read_utf8
+from engine.tasks.limits import check_count, check_sizes
 from engine.tasks.loader import (
     DATA_FILE,
     DEMOS_FILE,
@@ -393,6 +394,9 @@ def _write_task(name: str, description: str, metric: str, template: str | None, 
         kind = "a built-in task" if taken.get(name) else "a user task"
         raise TaskError(f"a task named {name!r} exists already ({kind})",
                         f"choose another name, e.g. --name {alt_name}")
+    check_sizes(list(demos), f"task {name} (demos)")
+    check_sizes(examples, f"task {name}")
+    count_notes = check_count(name, len(examples), len(demos))
 
     created_dir = not user_dir.exists()
     tmp: Path | None = None
@@ -415,7 +419,8 @@ def _write_task(name: str, description: str, metric: str, template: str | None, 
             shutil.rmtree(tmp, ignore_errors=True)
             if created_dir:
                 _remove_empty(user_dir)
-    return load_folder(final)
+    loaded = load_folder(final)
+    return replace(loaded, notes=loaded.notes + tuple(count_notes))
 
 
 def _remove_empty(folder: Path) -> None:

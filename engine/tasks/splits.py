@@ -15,6 +15,7 @@ import random
 from dataclasses import dataclass, field
 
 from engine.errors import TaskError
+from engine.tasks.limits import check_sizes
 from engine.tasks.model import Example, Task
 
 
@@ -27,7 +28,16 @@ class Splits:
 
 
 def make_splits(task: Task, *, n_demos: int, n_dev: int, n_test: int, seed: int) -> Splits:
-    """Shuffle the example indices with ``random.Random(seed)`` and cut demos, dev, test in that order."""
+    """Shuffle the example indices with ``random.Random(seed)`` and cut demos, dev, test in that order.
+
+    Every example drawn is checked against the size limit (engine/tasks/limits.py), so a task folder written by hand
+    with an example no model could read fails before the run is recorded, naming the example."""
+    splits = _make_splits(task, n_demos=n_demos, n_dev=n_dev, n_test=n_test, seed=seed)
+    check_sizes([*splits.demos, *splits.dev, *splits.test], f"task {task.name}")
+    return splits
+
+
+def _make_splits(task: Task, *, n_demos: int, n_dev: int, n_test: int, seed: int) -> Splits:
     for label, value, least in (("demos", n_demos, 0), ("dev", n_dev, 1), ("test", n_test, 0)):
         if not isinstance(value, int) or value < least:
             raise TaskError(f"{label} size must be a whole number >= {least}, got {value!r}",

@@ -158,13 +158,13 @@ def _(sb: Sandbox) -> Call:
 
 @case("import-name-taken", "exists already (a built-in task)", "--name", exit_code=2)
 def _(sb: Sandbox) -> Call:
-    f = _file(sb, "ok.csv", "input,output\ncat,dog\n")
+    f = _file(sb, "ok.csv", "input,output\ncat,dog\nant,bee\nfox,owl\n")
     return Call(["tasks", "import", str(f), "--name", "larger_animal"], "'larger_animal'")
 
 
 @case("import-bad-name", "is not usable", exit_code=2)
 def _(sb: Sandbox) -> Call:
-    f = _file(sb, "ok.csv", "input,output\ncat,dog\n")
+    f = _file(sb, "ok.csv", "input,output\ncat,dog\nant,bee\nfox,owl\n")
     return Call(["tasks", "import", str(f), "--name", "../escape"], "--name")
 
 
@@ -293,7 +293,7 @@ def _(sb: Sandbox) -> Call:
 @case("home-under-a-file", "cannot write the task into", exit_code=2)
 def _(sb: Sandbox) -> Call:
     f = _file(sb, "plain-file", "x")
-    data = _file(sb, "ok.csv", "input,output\ncat,dog\n")
+    data = _file(sb, "ok.csv", "input,output\ncat,dog\nant,bee\nfox,owl\n")
     return Call(["tasks", "import", str(data)], str(f / "home"), env={"IZ_HOME": str(f / "home")})
 
 
@@ -302,7 +302,7 @@ def _(sb: Sandbox) -> Call:
     prefix = read_only_prefix()
     if prefix is None:
         pytest.skip("running as root without setpriv: permissions cannot be enforced")
-    data = _file(sb, "ok.csv", "input,output\ncat,dog\n")
+    data = _file(sb, "ok.csv", "input,output\ncat,dog\nant,bee\nfox,owl\n")
     sb.home.chmod(0o500)
     return Call(["tasks", "import", str(data)], str(sb.home / "tasks"), prefix=prefix)
 

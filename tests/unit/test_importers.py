@@ -21,6 +21,11 @@ II_FILES = sorted((II_DIR / folder / f.name) for folder in ("induce", "execute")
                   for f in (II_DIR / folder).glob("*.json")) if II_DIR.is_dir() else []
 needs_ii = pytest.mark.skipif(not II_FILES, reason=f"instruction-induction data not found at {II_DIR}")
 
+#: Examples added to a file whose test is about its format, so the task is large enough to import (3 at least).
+FILL = [{"input": "fill one", "output": "x"}, {"input": "fill two", "output": "y"}]
+FILL_CSV = "fill one,x\nfill two,y\n"
+FILL_QA = '{"question": "fill one", "answer": "x"}\n{"question": "fill two", "answer": "y"}\n'
+
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -149,12 +154,13 @@ def test_jsonl_default_keys(home: Path) -> None:
     assert task.name == "opp" and task.description == "Opposites" and task.metric == "exact_match"
     assert [(e.input, e.answers) for e in task.examples] == [
         ("hot", ("cold",)), ("up", ("down", "below")), ("3", ("4",))]
-    assert task.notes == ("dropped 1 example(s) whose input repeats an earlier one (the first is kept)",)
+    assert task.notes == ("dropped 1 example(s) whose input repeats an earlier one (the first is kept)",
+                          "3 examples: a run needs --demos 1 or fewer (the default is 5)")
 
 
 def test_jsonl_named_keys(home: Path) -> None:
     f = home / "q.jsonl"
-    f.write_text('{"question": "2+2", "answer": "4", "extra": 1}\n')
+    f.write_text('{"question": "2+2", "answer": "4", "extra": 1}\n' + FILL_QA)
     task = import_task(f, name="qa", metric="contains", input_col="question", output_col="answer")
     assert task.name == "qa" and task.metric == "contains"
     assert task.examples[0].input == "2+2" and task.examples[0].answers == ("4",)
@@ -162,21 +168,21 @@ def test_jsonl_named_keys(home: Path) -> None:
 
 def test_json_list(home: Path) -> None:
     f = home / "list.json"
-    f.write_text(json.dumps([{"input": "a", "output": "b"}]))
+    f.write_text(json.dumps([{"input": "a", "output": "b"}, *FILL]))
     assert import_task(f).examples[0].answers == ("b",)
 
 
 def test_csv_default_columns_and_answer_separator(home: Path) -> None:
     f = home / "opp.csv"
-    f.write_text('input,output\nhot,cold|chilly\n"up, high",down\n\n')
+    f.write_text('input,output\nhot,cold|chilly\n"up, high",down\n\n' + FILL_CSV)
     task = import_task(f)
-    assert [(e.input, e.answers) for e in task.examples] == [("hot", ("cold", "chilly")), ("up, high", ("down",))]
+    assert [(e.input, e.answers) for e in task.examples][:2] == [("hot", ("cold", "chilly")), ("up, high", ("down",))]
     assert load_task("opp").examples == task.examples
 
 
 def test_csv_column_options_and_custom_separator(home: Path) -> None:
     f = home / "words.csv"
-    f.write_text("id,word,plural\n1,mouse,mice;mouses\n2,cat,cats\n", encoding="utf-8")
+    f.write_text("id,word,plural\n1,mouse,mice;mouses\n2,cat,cats\n3,dog,dogs\n", encoding="utf-8")
     task = import_task(f, input_col="word", output_col="plural", answer_sep=";", metric="exact_set")
     assert task.examples[0].answers == ("mice", "mouses")
     assert task.metric == "exact_set"
@@ -184,19 +190,19 @@ def test_csv_column_options_and_custom_separator(home: Path) -> None:
 
 def test_csv_without_separator_keeps_the_cell_whole(home: Path) -> None:
     f = home / "pipe.csv"
-    f.write_text("input,output\na,x|y\n")
+    f.write_text("input,output\na,x|y\n" + FILL_CSV)
     assert import_task(f, answer_sep="").examples[0].answers == ("x|y",)
 
 
 def test_tsv(home: Path) -> None:
     f = home / "t.tsv"
-    f.write_text("input\toutput\na, b\tc\n")
+    f.write_text("input\toutput\na, b\tc\n" + FILL_CSV.replace(",", "\t"))
     assert import_task(f).examples[0].input == "a, b"
 
 
 def test_default_name_is_sanitised(home: Path) -> None:
     f = home / "my data (v2).csv"
-    f.write_text("input,output\na,b\n")
+    f.write_text("input,output\na,b\n" + FILL_CSV)
     assert import_task(f).name == "my_data_v2"
 
 
@@ -266,14 +272,14 @@ def test_unknown_extension_and_missing_file(home: Path) -> None:
 
 def test_bad_name_and_metric(home: Path) -> None:
     f = home / "ok.csv"
-    f.write_text("input,output\na,b\n")
+    f.write_text("input,output\na,b\n" + FILL_CSV)
     expect_import_error(f, "'../x'", name="../x")
     expect_import_error(f, "'bleu'", "exact_match, contains, f1, exact_set", metric="bleu")
 
 
 def test_existing_names_are_refused(home: Path) -> None:
     f = home / "ok.csv"
-    f.write_text("input,output\na,b\n")
+    f.write_text("input,output\na,b\n" + FILL_CSV)
     import_task(f)
     expect_import_error(f, "'ok' exists already", "user task")
     builtin = sorted(t.name for t in list_tasks() if t.builtin)

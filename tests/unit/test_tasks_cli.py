@@ -32,18 +32,19 @@ def test_list_shows_builtin_tasks(runner: CliRunner) -> None:
 
 def test_import_then_show_then_list(runner: CliRunner, tmp_path: Path) -> None:
     f = tmp_path / "opposites.csv"
-    f.write_text("word,opposite\nhot,cold|chilly\nup,down\nup,below\n")
+    f.write_text("word,opposite\nhot,cold|chilly\nup,down\nup,below\nbig,small\n")
     result = runner.invoke(cli, ["tasks", "import", str(f), "--name", "opp", "--metric", "contains",
                                  "--input-col", "word", "--output-col", "opposite", "--description", "Opposites"])
     assert result.exit_code == 0, result.output
-    assert "imported task opp: 2 examples, metric contains" in result.output
+    assert "imported task opp: 3 examples, metric contains" in result.output
     assert "repeats an earlier one" in result.output
+    assert "a run needs --demos 1 or fewer" in result.output  # smaller than the default split: said at import
     assert (paths.user_tasks_dir() / "opp" / "task.toml").is_file()
 
     result = runner.invoke(cli, ["tasks", "show", "opp"])
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "Opposites" in out and "metric:   contains" in out and "examples: 2" in out
+    assert "Opposites" in out and "metric:   contains" in out and "examples: 3" in out
     assert "Instruction: {instruction}" in out  # the default template
     assert "hot" in out and "cold | chilly" in out
 
