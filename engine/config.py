@@ -187,6 +187,11 @@ class RunSettings(_Strict):
                     "by sampling up to this many times and keep the first new text; 0 = greedy only (the paper).",
     )
     resample_temperature: float = Field(default=0.7, gt=0.0, le=2.0)
+    allow_code: bool = Field(
+        default=True,
+        description="False refuses tasks that run their own code (metric = \"python\": the task folder's metric.py); "
+                    "`iz run --no-code`. Either way a run of such a task says so and records the file's SHA-256.",
+    )
     pool_size: int | None = Field(
         default=None, ge=2, le=5000,
         description="instinct: soft prompts decoded once per run into its pool of candidates; empty = 3 x the "

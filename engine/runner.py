@@ -36,6 +36,7 @@ from engine.run_state import Emit, RunState, noop
 from engine.store import History, open_history
 from engine.store.history import now
 from engine.tasks import load_task, make_splits
+from engine.tasks.user_metrics import code_line, task_code
 from engine.usage import FIELDS as USAGE_FIELDS
 from engine.usage import Usage
 from engine.warm import WarmParts
@@ -148,9 +149,14 @@ class Engine(WarmParts, RunScoring, Reranking):
                 f"{paths.config_file()}, or drop --max-cost",
             )
         self._check_model_files(settings, profile)
+        code = task_code(task)
+        if code is not None and not settings.allow_code:
+            raise IZError(f"task {task.name} runs its own code ({code['file']}:{code['function']}) and this run "
+                          "refuses task code (--no-code, or allow_code = false)",
+                          f"read {code['path']}, then run without --no-code; or pick another task")
         stored = settings.model_dump()
         stored["instructions"] = list(instructions)
-        made_with = run_provenance(self.config, settings, name, profile)
+        made_with = {**run_provenance(self.config, settings, name, profile), "task_code": code}
         return self.history.create_run(task.name, settings.method, stored, {"name": name, **profile.public()},
                                        made_with)
 
@@ -212,7 +218,9 @@ class Engine(WarmParts, RunScoring, Reranking):
         try:
             state = self._load_state(row)
             self.history.update_run(run_id, status="running", started_at=row["started_at"] or now(), error=None)
-            emit(RunStarted(run_id, state.task.name, state.settings.method, state.budget, resumed, state.splits.notes,
+            code = task_code(state.task)
+            notes = [*state.splits.notes, *([code_line(state.task.name, code)] if code else [])]
+            emit(RunStarted(run_id, state.task.name, state.settings.method, state.budget, resumed, notes,
                             self._estimate(state)))
             await self._execute(state, emit, cancel)
             money = state.stop_reason in ("calls", "tokens", "cost")

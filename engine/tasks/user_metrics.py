@@ -24,7 +24,7 @@ import traceback
 import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from hashlib import sha1
+from hashlib import sha1, sha256
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -72,6 +72,23 @@ def metric_file(folder: Path, file: str, where: str) -> Path:
         raise TaskError(f"{where}: python file {file!r} is outside the task folder",
                         "put the metric file in the task folder and name it relative to it (e.g. metric.py)")
     return path
+
+
+def task_code(task: Task) -> dict[str, Any] | None:
+    """What code a task runs of its own (``metric = "python"``): its file, function and SHA-256, for the line a run
+    prints and the record it keeps (as pytest names a conftest.py); None for a task that runs none."""
+    if not task.python:
+        return None
+    file, func = split_spec(task.python, f"task {task.name}")
+    path = metric_file(Path(task.source), file, f"task {task.name}")
+    digest = sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+    return {"file": file, "function": func, "path": str(path), "sha256": digest}
+
+
+def code_line(task_name: str, code: dict[str, Any]) -> str:
+    """The one line that says a task runs its own code."""
+    return (f"task {task_name} runs its own code: {code['file']}:{code['function']} "
+            f"(sha256 {code['sha256'][:12]}); refuse such tasks with --no-code")
 
 
 def check_python_spec(spec: Any, folder: Path, where: str) -> str:

@@ -128,6 +128,8 @@ def complete_task(ctx: click.Context, param: click.Parameter, incomplete: str) -
 @click.option("--max-tokens", "budget_tokens", type=click.IntRange(min=1), help="Stop after this many tokens.")
 @click.option("--max-cost", "budget_cost", type=click.FloatRange(min=0, min_open=True), metavar="USD",
               help="Stop once the run has spent this many USD (needs price_input/price_output in the profile).")
+@click.option("--no-code", "allow_code", flag_value=False, default=None,
+              help="Refuse a task that runs its own code (metric = \"python\"); such a run says so either way.")
 @click.option("--endpoint", help="An endpoint profile name or an OpenAI-compatible base URL.")
 @click.option("--model", help="The black-box model name (overrides the profile's).")
 @click.option("--seed", type=int, help=f"Seed for splits, projection and BO. Default {RUN_DEFAULTS.seed}.")
