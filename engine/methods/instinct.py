@@ -11,9 +11,11 @@ pool's duplicates one candidate.)
 
 How a run goes:
 1. The pool: ``pool_size`` Sobol points (the run's seed; empty = 3 x the budget, at most 200) decoded greedily with
-   the run's projection and prompt, the distinct texts kept (each with the first z that wrote it) and embedded. It is
-   cached per task, demos, generator, seed and decoding settings, so a resumed or repeated run does not decode it
-   again.
+   the run's projection and prompt, the distinct texts kept (each with the first z that wrote it) and embedded. The
+   1.5B generator writes the same few texts for most soft prompts (its first quality part gave 3-4 distinct texts
+   from 30 points, so runs ended after 3.5 evaluations), so the repeats are decoded again by seeded sampling, up to
+   ``resample_repeats`` rounds, until the pool holds twice the budget. It is cached per task, demos, generator, seed
+   and decoding settings, so a resumed or repeated run does not decode it again.
 2. The first batch: ``n_init`` distinct pool texts at random (seeded), as INSTINCT starts.
 3. Each later batch: NeuralUCB (engine/bo/neural_ucb.py) fitted on the scored candidates, picking the texts of the
    pool not yet proposed with the highest upper confidence bound.
@@ -40,12 +42,14 @@ CHUNK = 10
 
 @dataclass
 class Pool:
-    """Distinct instructions of the decoded pool, the z that first wrote each, and their representations."""
+    """Distinct instructions of the decoded pool, the z that first wrote each, how it was decoded ("greedy" or
+    "sampled"), and their representations."""
 
     texts: list[str]
     zs: list[list[float]]
     vectors: list[list[float]]
     decoded: int
+    decodings: list[str] | None = None
 
 
 def pool_size(settings: Any) -> int:
@@ -55,7 +59,8 @@ def pool_size(settings: Any) -> int:
 class Instinct(SoftPromptMethod):
     name = "instinct"
     help = "a pool of soft prompts decoded once; a neural bandit over what the instructions say picks (INSTINCT)"
-    own_settings = ("intrinsic_dim", "n_soft_tokens", "projection", "soft_scale", "pool_size")
+    own_settings = ("intrinsic_dim", "n_soft_tokens", "projection", "soft_scale", "pool_size", "resample_repeats",
+                    "resample_temperature")
 
     async def propose(self, ctx: Context, iteration: int, n: int) -> Proposal:
         pool = await self._pool(ctx)
@@ -69,7 +74,8 @@ class Instinct(SoftPromptMethod):
             picked = random.Random(s.seed).sample(free, min(n, len(free)))
         else:
             picked = await asyncio.to_thread(self._select, ctx, pool, free, n)
-        return Proposal([pool.texts[i] for i in picked], [pool.zs[i] for i in picked], ["greedy"] * len(picked))
+        how = pool.decodings or ["greedy"] * len(pool.texts)
+        return Proposal([pool.texts[i] for i in picked], [pool.zs[i] for i in picked], [how[i] for i in picked])
 
     @staticmethod
     def _select(ctx: Context, pool: Pool, free: list[int], n: int) -> list[int]:
@@ -94,7 +100,8 @@ class Instinct(SoftPromptMethod):
         gen = await ctx.generator()
         s = ctx.settings
         size = pool_size(s)
-        key = {"task": ctx.task.name, "demos": [[d.input, list(d.answers)] for d in ctx.demos],
+        key = {"v": 2, "task": ctx.task.name, "demos": [[d.input, list(d.answers)] for d in ctx.demos],
+               "resample": [s.resample_repeats, s.resample_temperature, s.evaluations],
                "generator": str(getattr(gen, "model_name", type(gen).__name__)), "seed": s.seed, "size": size,
                "d": s.intrinsic_dim, "tokens": s.n_soft_tokens, "projection": s.projection, "scale": s.soft_scale,
                "style": ctx.style, "knobs": repr(getattr(gen, "knobs", None))}
@@ -122,14 +129,47 @@ class Instinct(SoftPromptMethod):
         proj = gen.projection(s.intrinsic_dim, s.n_soft_tokens, s.seed, s.projection, **extra)
         texts: list[str] = []
         zs: list[list[float]] = []
+        how: list[str] = []
+        repeats: list[int] = []  # pool points whose greedy text an earlier point wrote
+
+        def keep(rows: list[list[float]], decoded: list[str], kind: str) -> list[bool]:
+            new = []
+            for z, text in zip(rows, decoded, strict=True):
+                fresh = bool(text) and text not in texts
+                if fresh:
+                    texts.append(text)
+                    zs.append([float(v) for v in z])
+                    how.append(kind)
+                new.append(fresh)
+            return new
+
         for start in range(0, size, CHUNK):
             ctx.status(f"decoding the pool: {start} of {size} soft prompts, {len(texts)} distinct instructions")
             chunk = Z[start:start + CHUNK]
-            for z, text in zip(chunk.tolist(), gen.instructions(chunk, ctx.demos, proj, s.n_soft_tokens,
-                                                                 style=ctx.style), strict=True):
-                if text and text not in texts:
-                    texts.append(text)
-                    zs.append([float(v) for v in z])
+            fresh = keep(chunk.tolist(), gen.instructions(chunk, ctx.demos, proj, s.n_soft_tokens, style=ctx.style),
+                         "greedy")
+            repeats += [start + i for i, f in enumerate(fresh) if not f]
+        # Greedy decoding writes the same few texts for most soft prompts (bench/NOTES.md), so a pool of 3 x the
+        # budget can hold fewer distinct instructions than the budget. Decode the repeats again by seeded sampling,
+        # as the soft-prompt methods do (engine/resample.py), until the pool holds twice the budget or the tries
+        # (resample_repeats rounds) are spent.
+        want = min(size, 2 * s.evaluations)
+        rows = Z.tolist()
+        for attempt in range(s.resample_repeats):
+            if len(texts) >= want or not repeats:
+                break
+            still: list[int] = []
+            for start in range(0, len(repeats), CHUNK):
+                ctx.status(f"sampling the pool's repeats again (try {attempt + 1}): {len(texts)} distinct instructions")
+                idx = repeats[start:start + CHUNK]
+                seed = (s.seed * 1000 + attempt) * 1000 + start
+                decoded = gen.instructions([rows[i] for i in idx], ctx.demos, proj, s.n_soft_tokens,
+                                           sample=(s.resample_temperature, seed), style=ctx.style)
+                fresh = keep([rows[i] for i in idx], decoded, "sampled")
+                still += [i for i, f in zip(idx, fresh, strict=True) if not f]
+                if len(texts) >= want:
+                    break
+            repeats = still
         ctx.status(f"representing the pool's {len(texts)} distinct instructions")
         vectors = gen.embed(texts).tolist() if texts else []
-        return Pool(texts, zs, vectors, size)
+        return Pool(texts, zs, vectors, size, how)

@@ -88,3 +88,19 @@ def test_a_pool_with_fewer_texts_than_the_budget_ends_the_run_early(fake: FakeEn
     engine = engine_with_fakes(fake, tmp_path, gen)
     summary = run_to_end(engine, "larger_animal", settings, [])
     assert summary["status"] == "finished" and summary["evaluations"] == 3
+
+
+def test_a_pool_of_repeats_is_topped_up_by_sampling(fake: FakeEndpoint, tmp_path: Path) -> None:
+    """Greedy decoding writes one text for every soft prompt here (as the 1.5B generator did for most of them in the
+    benchmark); the repeats are decoded again by seeded sampling until the pool holds twice the budget."""
+    settings = RunSettings(method="instinct", n_init=2, batch_size=2, budget_evaluations=4, n_dev=2, n_test=2,
+                           n_demos=2, pool_size=10, intrinsic_dim=4, race=False)
+    gen = FakeGenerator(["One."] * 10, resamples=["Two.", "Three.", "Four.", "Five.", "Six.", "Seven.", "Eight."])
+    engine = engine_with_fakes(fake, tmp_path, gen)
+    summary = run_to_end(engine, "larger_animal", settings, [])
+    assert summary["status"] == "finished" and summary["evaluations"] == 4
+    assert gen.asked == [10] and gen.sampled and {t for _, t, _ in gen.sampled} == {settings.resample_temperature}
+    cands = engine.history.candidates(summary["run_id"])
+    assert len({c["instruction"] for c in cands}) == 4
+    assert "sampled" in {c["decoding"] for c in cands}
+    assert gen.embedded == 8  # "One." and seven sampled texts: 2 x the budget reached
