@@ -179,21 +179,28 @@ def test_iz_sweep_killed_then_resumed_runs_only_unfinished_cells(home: Path, fak
 
 
 def test_cells_that_fail_for_good_are_marked_and_the_sweep_goes_on(home: Path, fake: FakeOpenAI) -> None:
-    """A task that does not exist fails its cells before any run is recorded; the other cells finish; `iz sweep`
-    exits non-zero, prints each failure once, and no traceback."""
+    """A task too small for the sweep's splits (written by hand: an import would refuse it) fails its cells before
+    any run is recorded; the other cells finish; `iz sweep` exits non-zero, prints each failure once, and no
+    traceback. (A task that does not exist at all is refused before the sweep is recorded:
+    test_every_id_checked.py.)"""
+    tiny = home / "tasks" / "tiny_task"
+    tiny.mkdir(parents=True)
+    (tiny / "task.toml").write_text('name = "tiny_task"\ndescription = "Two examples."\nmetric = "contains"\n')
+    (tiny / "data.jsonl").write_text('{"input": "cat, whale", "output": "whale"}\n'
+                                     '{"input": "ant, horse", "output": "horse"}\n')
     env = engine_env(home)
-    out = subprocess.run([*IZ, "sweep", "--tasks", "larger_animal,no_such_task", "--methods", "manual",
+    out = subprocess.run([*IZ, "sweep", "--tasks", "larger_animal,tiny_task", "--methods", "manual",
                           "--instruction", INSTRUCTIONS[0], "--workers", "1", *CLI_SETTINGS], env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 1, out.stderr[-2000:]
     assert "Traceback" not in out.stderr + out.stdout
-    assert "no_such_task" in out.stdout and "iz tasks list" in out.stdout  # the loader's message and fix
+    assert "tiny_task has 2 example" in out.stdout and "fewer demos" in out.stdout  # the split's message and fix
     h = open_history(home / "history.db")
     (sweep,) = h.sweeps()
     cells = {c["task"]: c for c in h.sweep_cells(sweep["id"])}
     assert sweep["status"] == "failed"
     assert cells["larger_animal"]["status"] == "finished"
-    assert cells["no_such_task"]["status"] == "failed" and cells["no_such_task"]["run_id"] is None
+    assert cells["tiny_task"]["status"] == "failed" and cells["tiny_task"]["run_id"] is None
 
 
 def test_a_refused_key_fails_each_cell_once_and_resume_retries_them(home: Path, fake: FakeOpenAI) -> None:
