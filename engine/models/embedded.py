@@ -367,6 +367,16 @@ def server_for(model: str | None) -> EmbeddedServer:
     return servers.for_model(model)
 
 
+def checked_endpoint(config: Any, endpoint: str | None, model: str | None) -> tuple[str, Any]:
+    """``config.endpoint(endpoint, model)``, checked as far as it can be without starting anything: an unknown
+    profile, or an embedded model that is not there, fails here with the error that names the fix (what the CLI
+    checks before it records or estimates anything)."""
+    name, profile = config.endpoint(endpoint, model)
+    if profile.embedded:
+        servers.for_model(profile.model)
+    return name, profile
+
+
 class _PortTaken(Exception):
     def __init__(self, error: EndpointError) -> None:
         super().__init__(str(error))

@@ -29,7 +29,8 @@ from engine.errors import IZError
 from engine.export import export_data, made_with, to_json, to_markdown
 from engine.methods import METHODS
 from engine.methods import get as get_method
-from engine.store import open_history
+from engine.models.embedded import checked_endpoint
+from engine.store import History, open_history
 from engine.usage import Usage
 from engine.wire.client import EngineClient
 from engine.wire.events import (
@@ -189,11 +190,7 @@ def _dry_run(task: str, overrides: dict[str, Any], endpoint: str | None, model: 
 
     config = load_config()
     settings = config.run.with_overrides(overrides)
-    name, profile = config.endpoint(endpoint, model)
-    if profile.embedded:
-        from engine.models.embedded import servers
-
-        servers.for_model(profile.model)  # a model that is not there fails here, as the run would (nothing starts)
+    name, profile = checked_endpoint(config, endpoint, model)  # a missing model fails here, as the run would
     method = get_method(settings.method)
     method.validate(settings, instructions)
     est = estimate_run(load_task(task), settings, profile, n_instructions=len(instructions))
@@ -329,9 +326,10 @@ def _print_summary(s: dict[str, Any]) -> None:
 @friendly_errors
 def runs(task: str | None, method: str | None, limit: int, as_json: bool) -> None:
     """List runs, newest first."""
-    rows = open_history().runs(task=task, method=method, limit=limit)
+    h = open_history()
+    rows = h.runs(task=task, method=method, limit=limit)
     if not rows and task is not None:
-        _check_task_name(task)
+        _check_task_name(h, task)
     if not rows and method is not None:
         get_method(method)  # an unknown method name says which there are
     if as_json:
@@ -347,12 +345,12 @@ def runs(task: str | None, method: str | None, limit: int, as_json: bool) -> Non
                            cells))
 
 
-def _check_task_name(task: str) -> None:
+def _check_task_name(h: History, task: str) -> None:
     """A filter that matched nothing because no task has that name (no task folder, no recorded run) is an error
     naming the task, not an empty list that looks like "nothing yet"."""
     from engine.tasks import task_names
 
-    if task not in task_names() and not open_history().runs(task=task, limit=1):
+    if task not in task_names() and not h.runs(task=task, limit=1):
         raise IZError(f"no task named {task!r} (and no run of one)", "list tasks with `iz tasks list`")
 
 
@@ -414,11 +412,8 @@ def rerank(run_id: int | None, top_k: int, candidate_ids: tuple[int, ...], split
     """Re-score the top K candidates of RUN_ID (or chosen candidates) and sort them by the new score."""
     if endpoint or model:  # a profile or model that is not there fails before anything is looked up
         from engine.config import load_config
-        from engine.models.embedded import servers
 
-        _, profile = load_config().endpoint(endpoint, model)
-        if profile.embedded:
-            servers.for_model(profile.model)
+        checked_endpoint(load_config(), endpoint, model)
     if not candidate_ids:
         if run_id is None:
             raise click.UsageError("give a RUN_ID or --candidate ID")
@@ -482,7 +477,7 @@ def search(query: str, task: str | None, run_id: int | None, starred: bool, limi
         h.run(run_id)  # a run that does not exist is an error, not "no match"
     rows = h.search(query or None, task=task, run_id=run_id, starred=starred or None, limit=limit)
     if not rows and task is not None:
-        _check_task_name(task)
+        _check_task_name(h, task)
     if not rows:
         click.echo("no matching instructions")
         return

@@ -129,16 +129,14 @@ def _check_names(spec: Any) -> None:
     """Every task, endpoint and model the grid (an engine.sweep.spec.SweepSpec) names exists, before the sweep is
     recorded: a typo is one message and exit code, not a sweep of failed cells."""
     from engine.config import load_config
-    from engine.models.embedded import servers
+    from engine.models.embedded import checked_endpoint
     from engine.tasks import load_task
 
     for task in spec.tasks:
         load_task(task)
     config = load_config()
     for model in spec.models:
-        _, profile = config.endpoint(spec.endpoint, model)
-        if profile.embedded:
-            servers.for_model(profile.model)
+        checked_endpoint(config, spec.endpoint, model)
 
 
 @click.command()
